@@ -1,0 +1,280 @@
+/**
+ * One registry request, end to end: rate limit, authentication (up-front header from what is
+ * known, one retry after a 401 challenge), manual redirects (Authorization never leaves the
+ * registry's origin), a timeout on the response head, and mapping of transport failures into
+ * `TransientRegistry`. Status interpretation is left to the caller, except that `expectStatus`
+ * turns an unexpected status into the matching tagged error.
+ *
+ * Error messages name the method and the URL path only: query strings can hold upload state or
+ * signed storage URLs, and no header value is ever copied into an error.
+ *
+ * @internal
+ */
+import type * as HttpBody from "@effect/platform/HttpBody"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
+import {
+  type CredentialsError,
+  RegistryError,
+  TransientRegistry,
+  Unauthorized,
+  type Unsupported
+} from "../../Errors.js"
+import type * as RateLimiter from "../../RateLimiter.js"
+import { parseRetryAfter } from "../../Retry.js"
+import type { AuthScope, Authenticator } from "./auth.js"
+import { errorFromStatus, parseOciErrorBody } from "./ociError.js"
+
+/** @internal */
+export type Method = "GET" | "HEAD" | "PUT" | "POST" | "DELETE" | "PATCH"
+
+/** @internal */
+export interface RequestSpec {
+  readonly method: Method
+  readonly url: URL
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** Built per attempt, so that a retried or re-authenticated request can resend its body. */
+  readonly body?: (() => HttpBody.HttpBody) | undefined
+  /** Authorization scope; none for requests outside the registry API. */
+  readonly scope?: AuthScope | undefined
+  /** Follow 3xx redirects (blob downloads are commonly 307 to storage). */
+  readonly followRedirects?: boolean | undefined
+}
+
+/** @internal */
+export type TransportFailure = TransientRegistry | RegistryError | Unauthorized | CredentialsError
+
+/** @internal */
+export interface TransportOptions {
+  readonly client: HttpClient.HttpClient
+  readonly origin: string
+  readonly limiter: RateLimiter.Service
+  readonly authenticator: Authenticator
+  readonly userAgent: string
+  readonly requestTimeout: Duration.Duration
+  readonly maxRedirects: number
+}
+
+const redirectStatuses = new Set([301, 302, 303, 307, 308])
+
+/** The method and path of a URL, safe for messages. @internal */
+export const describe = (method: string, url: URL): string => `${method} ${url.pathname}`
+
+/** @internal */
+export const makeTransport = (options: TransportOptions) => {
+  const { authenticator, client, limiter } = options
+
+  const mapClientError = (operation: string) => (error: HttpClientError.HttpClientError) =>
+    error._tag === "RequestError" && error.reason !== "Transport"
+      ? new RegistryError({ operation, reason: `request could not be sent (${error.reason})` })
+      : new TransientRegistry({ operation, reason: transportReason(error) })
+
+  // One HTTP exchange: no auth negotiation, no redirects.
+  const once = (
+    operation: string,
+    spec: RequestSpec,
+    url: URL,
+    authorization: Option.Option<Redacted.Redacted<string>>
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransientRegistry | RegistryError> => {
+    let request = HttpClientRequest.make(spec.method)(url, {
+      headers: { "user-agent": options.userAgent, ...spec.headers }
+    })
+    if (spec.body !== undefined) request = HttpClientRequest.setBody(request, spec.body())
+    if (Option.isSome(authorization)) {
+      request = HttpClientRequest.setHeader(request, "authorization", Redacted.value(authorization.value))
+    }
+    return client.execute(request).pipe(
+      Effect.mapError(mapClientError(operation)),
+      Effect.timeoutFail({
+        duration: options.requestTimeout,
+        onTimeout: () =>
+          new TransientRegistry({
+            operation,
+            reason: `${describe(spec.method, url)} timed out after ${Duration.format(options.requestTimeout)}`
+          })
+      }),
+      limiter.limit
+    )
+  }
+
+  /** Send a request, negotiating authentication and following redirects. */
+  const send = (
+    operation: string,
+    spec: RequestSpec
+  ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransportFailure> =>
+    Effect.gen(function*() {
+      let authorization = spec.scope === undefined
+        ? Option.none<Redacted.Redacted<string>>()
+        : yield* authenticator.headerFor(spec.scope)
+      let response = yield* once(operation, spec, spec.url, authorization)
+      if (response.status === 401 && spec.scope !== undefined) {
+        const challenge = response.headers["www-authenticate"]
+        yield* discard(response)
+        const retryWith = yield* authenticator.afterChallenge(spec.scope, challenge, authorization)
+        if (Option.isNone(retryWith)) {
+          return yield* unauthorized(operation, spec, challenge, Option.isSome(authorization))
+        }
+        authorization = retryWith
+        response = yield* once(operation, spec, spec.url, authorization)
+        if (response.status === 401) {
+          const again = response.headers["www-authenticate"]
+          yield* discard(response)
+          return yield* unauthorized(operation, spec, again, true)
+        }
+      }
+      let url = spec.url
+      for (let hops = 0; spec.followRedirects === true && redirectStatuses.has(response.status); hops++) {
+        const location = response.headers["location"]
+        yield* discard(response)
+        if (location === undefined || hops >= options.maxRedirects) {
+          return yield* new RegistryError({
+            operation,
+            status: response.status,
+            reason: location === undefined
+              ? `${describe(spec.method, url)}: redirect without a Location`
+              : `${describe(spec.method, spec.url)}: more than ${options.maxRedirects} redirects`
+          })
+        }
+        const next = yield* Effect.try({
+          try: () => new URL(location, url),
+          catch: () => new RegistryError({ operation, reason: "redirect to an invalid Location" })
+        })
+        if (next.protocol !== "https:" && next.protocol !== "http:") {
+          return yield* new RegistryError({ operation, reason: `redirect to unsupported scheme ${next.protocol}` })
+        }
+        url = next
+        // Credentials are for the registry only: never sent to storage or any other origin.
+        const sameOrigin = url.origin === options.origin
+        response = yield* once(operation, spec, url, sameOrigin ? authorization : Option.none())
+      }
+      return response
+    })
+
+  const unauthorized = (operation: string, spec: RequestSpec, challenge: string | undefined, triedAuth: boolean) => {
+    const insufficient = challenge !== undefined && /error\s*=\s*"?insufficient_scope/i.test(challenge)
+    return Effect.fail(
+      new Unauthorized({
+        operation,
+        status: 401,
+        ...(insufficient ? { code: "insufficient_scope" } : {}),
+        reason: insufficient
+          ? `${describe(spec.method, spec.url)}: the credentials do not grant ${
+            spec.scope === undefined ? "access" : spec.scope.actions.join(",")
+          } on ${spec.scope?.repository ?? "the registry"}`
+          : triedAuth
+          ? `${describe(spec.method, spec.url)}: the registry refused the credentials`
+          : `${describe(spec.method, spec.url)}: the registry requires credentials and none were found`
+      })
+    )
+  }
+
+  /**
+   * Fail with the tagged error matching an unexpected status (reading a bounded part of the
+   * OCI error body), or return the response when its status is one of `ok`.
+   */
+  const expectStatus = (
+    operation: string,
+    response: HttpClientResponse.HttpClientResponse,
+    ok: ReadonlyArray<number>
+  ): Effect.Effect<
+    HttpClientResponse.HttpClientResponse,
+    TransientRegistry | RegistryError | Unauthorized | Unsupported
+  > =>
+    ok.includes(response.status)
+      ? Effect.succeed(response)
+      : failure(operation, response).pipe(Effect.flatMap(Effect.fail))
+
+  const failure = (operation: string, response: HttpClientResponse.HttpClientResponse) =>
+    Effect.gen(function*() {
+      const text = yield* readText(response, 64 * 1024).pipe(Effect.orElseSucceed(() => ""))
+      const now = yield* Clock.currentTimeMillis
+      return errorFromStatus(
+        operation,
+        response.status,
+        parseOciErrorBody(text),
+        parseRetryAfter(response.headers["retry-after"], now)
+      )
+    })
+
+  return { send, expectStatus, failure } as const
+}
+
+/** Read at most `limit` bytes of a body as UTF-8 (the rest is not read). @internal */
+export const readText = (
+  response: HttpClientResponse.HttpClientResponse,
+  limit: number
+): Effect.Effect<string, HttpClientError.ResponseError> =>
+  Effect.suspend(() => {
+    const chunks: Array<Uint8Array> = []
+    let size = 0
+    return response.stream.pipe(
+      Stream.takeWhile(() => size < limit),
+      Stream.runForEach((chunk) =>
+        Effect.sync(() => {
+          const part = chunk.subarray(0, limit - size)
+          chunks.push(part)
+          size += part.byteLength
+        })
+      ),
+      Effect.map(() => new TextDecoder().decode(concatAll(chunks, size)))
+    )
+  })
+
+/**
+ * Read a whole body into memory, failing (`tooLarge`) as soon as it exceeds `limit` bytes.
+ *
+ * @internal
+ */
+export const readBytes = <E>(
+  response: HttpClientResponse.HttpClientResponse,
+  limit: number,
+  tooLarge: () => E
+): Effect.Effect<Uint8Array, E | HttpClientError.ResponseError> =>
+  Effect.suspend(() => {
+    const chunks: Array<Uint8Array> = []
+    let size = 0
+    return response.stream.pipe(
+      Stream.runForEach((chunk) => {
+        size += chunk.byteLength
+        if (size > limit) return Effect.fail(tooLarge())
+        chunks.push(chunk)
+        return Effect.void
+      }),
+      Effect.map(() => concatAll(chunks, size))
+    )
+  })
+
+/** Release a response we do not read. @internal */
+export const discard = (response: HttpClientResponse.HttpClientResponse): Effect.Effect<void> =>
+  Effect.ignore(Stream.runDrain(Stream.take(response.stream, 1 << 20)))
+
+const concatAll = (chunks: ReadonlyArray<Uint8Array>, size: number): Uint8Array => {
+  if (chunks.length === 1) return chunks[0]!
+  const out = new Uint8Array(size)
+  let offset = 0
+  for (const chunk of chunks) {
+    out.set(chunk, offset)
+    offset += chunk.byteLength
+  }
+  return out
+}
+
+// A short, credential-free description of a transport failure (the cause's code, e.g. ECONNRESET).
+const transportReason = (error: HttpClientError.HttpClientError): string => {
+  const cause = error.cause as { code?: unknown; cause?: { code?: unknown } } | undefined
+  const code = typeof cause?.code === "string"
+    ? cause.code
+    : typeof cause?.cause?.code === "string"
+    ? cause.cause.code
+    : undefined
+  const what = error._tag === "RequestError" ? "request failed" : "response failed"
+  return `${describe(error.request.method, new URL(error.request.url))}: ${what}${code === undefined ? "" : ` (${code})`}`
+}
