@@ -9,6 +9,7 @@
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import { LockInfo } from "./LockInfo.js"
 
 /**
  * @since 0.1.0
@@ -130,7 +131,7 @@ export class CorruptState extends Schema.TaggedError<CorruptState>("oras-state/C
 export class InvalidReference extends Schema.TaggedError<InvalidReference>("oras-state/InvalidReference")(
   "InvalidReference",
   {
-    kind: Schema.Literal("registry", "repository", "tag", "digest", "reference"),
+    kind: Schema.Literal("registry", "repository", "tag", "digest", "reference", "workspace"),
     value: Schema.String,
     reason: Schema.String
   }
@@ -196,6 +197,83 @@ export class CredentialsError extends Schema.TaggedError<CredentialsError>("oras
   readonly [TypeId]: TypeId = TypeId
   override get message(): string {
     return `credentials for ${this.host} from ${this.source}: ${this.reason}`
+  }
+}
+
+/**
+ * The workspace is locked by someone else. `info` is the holder's LockInfo as OpenTofu serialises
+ * it, so `-lock-timeout` can report and wait on the holder.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LockConflict extends Schema.TaggedError<LockConflict>("oras-state/LockConflict")("LockConflict", {
+  workspace: Schema.String,
+  info: LockInfo
+}) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    const i = this.info
+    const who = [i.Who && `by ${i.Who}`, i.Operation && `for ${i.Operation}`, i.Created && `since ${i.Created}`]
+      .filter(Boolean).join(" ")
+    return `workspace ${JSON.stringify(this.workspace)} is locked${who === "" ? "" : ` ${who}`} (lock ID ${i.ID || "unknown"})`
+  }
+}
+
+/**
+ * The lock (or the state under it) could not be read reliably: an unreadable lock manifest, or a
+ * registry whose reads contradict themselves. Retrying later may succeed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InconsistentRead extends Schema.TaggedError<InconsistentRead>("oras-state/InconsistentRead")(
+  "InconsistentRead",
+  {
+    workspace: Schema.String,
+    reason: Schema.String
+  }
+) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `inconsistent read of workspace ${JSON.stringify(this.workspace)}: ${this.reason}`
+  }
+}
+
+/**
+ * `unlock(id)` with an ID other than the holder's.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LockIdMismatch extends Schema.TaggedError<LockIdMismatch>("oras-state/LockIdMismatch")("LockIdMismatch", {
+  workspace: Schema.String,
+  given: Schema.String,
+  held: Schema.optional(Schema.String)
+}) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return this.held === undefined
+      ? `workspace ${JSON.stringify(this.workspace)} is not locked by ${this.given}`
+      : `lock ID mismatch on workspace ${JSON.stringify(this.workspace)}: held by ${this.held}, not ${this.given}`
+  }
+}
+
+/**
+ * Fencing: a write under a lock that is no longer ours (expired and taken over, or removed).
+ * The state did not land.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class LockLost extends Schema.TaggedError<LockLost>("oras-state/LockLost")("LockLost", {
+  workspace: Schema.String,
+  lockId: Schema.String,
+  reason: Schema.String
+}) {
+  readonly [TypeId]: TypeId = TypeId
+  override get message(): string {
+    return `lock ${this.lockId} on workspace ${JSON.stringify(this.workspace)} is no longer held: ${this.reason}`
   }
 }
 

@@ -1,0 +1,395 @@
+/**
+ * The lock protocol: at most one holder among clients of this library, on any registry whose tag
+ * listing and manifest reads are read-after-write consistent — without compare-and-swap, which no
+ * registry offers on tags.
+ *
+ * ## Protocol (acquire)
+ * 1. Write our own candidate: a lock manifest (LockInfo, lease expiry) at a tag nobody else will
+ *    ever write, `lockc-<16 hex of sha256(workspace)>-<16 random hex>`.
+ * 2. List the repository's tags and read `locked-<wsTag>` (both after step 1 completed).
+ * 3. Any *other* live candidate of the workspace (present, and its lease not expired) means
+ *    contention: withdraw (delete our candidate) and fail — with `LockConflict` naming the holder
+ *    when the rival has published `locked-`, else back off with jitter and start again.
+ *    Expired candidates are ignored (and removed by digest, which cannot touch a renewed lease).
+ * 4. A live foreign lock at `locked-<wsTag>` (a ghoten client's) also means conflict: withdraw.
+ * 5. Otherwise we hold the lock: publish our candidate's bytes at `locked-<wsTag>` so ghoten
+ *    readers (and `lockInfo`) see the holder.
+ *
+ * ## Safety argument
+ * Suppose A and B both hold. Each wrote its candidate (W) before listing (L), and each saw no
+ * live rival, so A's listing did not show B's candidate and B's did not show A's. With
+ * read-after-write consistent listing, L_A not seeing W_B means W_B completed after L_A began; and
+ * W_A completed before L_A, hence before W_B, hence before L_B — so L_B shows A's candidate. A
+ * candidate leaves only when its owner withdraws/releases (A holds, so it did not) or when a
+ * contender finds its lease expired. Hence B saw A's live candidate and withdrew: contradiction,
+ * unless A's lease expired — the TTL takeover, which is the point of a lease. A holder that did
+ * not renew in time is *fenced*: every `put` first checks (locally) that the lease has a margin
+ * left and (remotely) that our candidate is still ours, and fails with `LockLost` otherwise.
+ * Both contenders may withdraw (livelock); jittered backoff makes that short-lived.
+ *
+ * ## Leases
+ * With `lock_ttl`, a candidate carries its expiry; `renew` rewrites it (same tag, new expiry)
+ * while the holder works. Contenders judge expiry with their own `Clock`; holders stop writing
+ * `fenceMargin` before it, which is the clock-skew allowance.
+ *
+ * ## Registries without DELETE (405)
+ * Withdrawal and release re-point our tags at the `unlocked-<wsTag>` marker, guarded by digest
+ * (a tag is re-pointed only while it still points at our manifest). Dead candidates are
+ * remembered per process so each is read once, and deleted through the GitHub Packages API when
+ * one is configured.
+ *
+ * ## Request counts (uncontended)
+ * acquire: candidate PUT, tag list, `locked-` GET, `locked-` PUT = 4.
+ * release by the acquiring process: one DELETE by digest (removes the candidate and `locked-`,
+ * which share it); by another process: `locked-` GET + DELETE = 2.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Stream from "effect/Stream"
+import * as Crypto from "node:crypto"
+import * as Digest from "../../Digest.js"
+type Digest = Digest.Digest
+import {
+  CorruptState,
+  InconsistentRead,
+  LockConflict,
+  LockIdMismatch,
+  LockLost,
+  type RegistryFailure,
+  type Unsupported
+} from "../../Errors.js"
+import * as LockInfo from "../../LockInfo.js"
+import { MediaType, type Service as RegistryService } from "../../Registry.js"
+import * as WireFormat from "../../WireFormat.js"
+import { encodeLock, encodeUnlockedMarker, type LockRecord, readLock } from "./lockManifest.js"
+import type { WorkspaceTags } from "./workspace.js"
+
+/** A lock this process holds. @internal */
+export interface Holder {
+  readonly lockId: string
+  readonly info: LockInfo.LockInfo
+  readonly candidate: string
+  readonly digest: Digest
+  readonly expiresAt: number | undefined
+}
+
+/** @internal */
+export interface LockContext {
+  readonly registry: RegistryService
+  readonly repository: string
+  /** The empty config blob must exist before any manifest referencing it. */
+  readonly ensureConfig: Effect.Effect<void, RegistryFailure>
+  /** Lease length in milliseconds; 0 = locks never expire. */
+  readonly ttlMillis: number
+  /** Locks held by this process, by workspace tag. */
+  readonly holders: Map<string, Holder>
+  /** Candidate tags known to point at the released marker (405 registries). */
+  readonly deadCandidates: Set<string>
+  /** Contention rounds before reporting a conflict with a mere contender. */
+  readonly maxRounds: number
+  /** Deletes a manifest where the registry answers 405 (GitHub Packages), if configured. */
+  readonly deleteFallback: Option.Option<(tag: string, digest: Digest) => Effect.Effect<boolean, unknown>>
+}
+
+/** @internal */
+export type LockFailure = RegistryFailure | CorruptState | Unsupported
+
+/** The prefix of every candidate tag of a workspace. @internal */
+export const candidatePrefix = (ws: WorkspaceTags): string => `lockc-${WireFormat.workspaceHash(ws.name)}-`
+
+/** Stop writing this long before the lease ends (clock-skew allowance). @internal */
+export const fenceMargin = (ttlMillis: number): number => Math.min(5_000, Math.floor(ttlMillis / 10))
+
+const isLive = (record: LockRecord, now: number): boolean =>
+  record.info.ID !== "" && (record.expiresAt === undefined || now < record.expiresAt)
+
+type Attempt =
+  | { readonly _tag: "Acquired"; readonly holder: Holder }
+  | { readonly _tag: "Held"; readonly info: LockInfo.LockInfo }
+  | { readonly _tag: "Contended"; readonly info: LockInfo.LockInfo }
+
+/** @internal */
+export const makeLock = (ctx: LockContext) => {
+  const { registry, repository } = ctx
+
+  const readManifest = (reference: string) =>
+    Effect.flatMap(registry.getManifest(repository, reference), (m) =>
+      Option.isNone(m)
+        ? Effect.succeed(Option.none<{ readonly digest: Digest; readonly record: LockRecord }>())
+        : Effect.map(readLock(m.value.bytes, m.value.digest), (record) => Option.some({ digest: m.value.digest, record })))
+
+  // Remove a manifest we own (or that is provably dead) by digest; on registries without DELETE,
+  // re-point `tags` that still point at it to the released marker.
+  const retire = (ws: WorkspaceTags, digest: Digest, tags: ReadonlyArray<string>) =>
+    registry.deleteManifest(repository, digest).pipe(
+      Effect.asVoid,
+      Effect.catchTag("Unsupported", () =>
+        Effect.gen(function*() {
+          const fallback = ctx.deleteFallback
+          for (const tag of tags) {
+            const current = yield* registry.resolveManifest(repository, tag)
+            if (Option.isNone(current) || current.value.digest !== digest) continue
+            if (Option.isSome(fallback) && tag.startsWith("lockc-")) {
+              const deleted = yield* Effect.either(fallback.value(tag, digest))
+              if (deleted._tag === "Right") continue
+            }
+            const marker = yield* unlockedMarker(ws)
+            yield* registry.putManifest(repository, tag, { mediaType: MediaType.ociManifest, bytes: marker })
+            if (tag.startsWith("lockc-")) ctx.deadCandidates.add(tag)
+          }
+        }))
+    )
+
+  const unlockedMarker = (ws: WorkspaceTags) =>
+    Effect.gen(function*() {
+      const existing = yield* registry.getManifest(repository, ws.unlocked)
+      if (Option.isSome(existing)) return existing.value.bytes
+      const bytes = encodeUnlockedMarker(ws.name, yield* Clock.currentTimeMillis)
+      yield* ctx.ensureConfig
+      yield* registry.putManifest(repository, ws.unlocked, { mediaType: MediaType.ociManifest, bytes })
+      return bytes
+    })
+
+  const listCandidates = (ws: WorkspaceTags) =>
+    registry.listTags(repository).pipe(
+      Stream.filter((tag) => tag.startsWith(candidatePrefix(ws)) && !ctx.deadCandidates.has(tag)),
+      Stream.runCollect,
+      Effect.map((chunk) => Array.from(chunk))
+    )
+
+  // Rival candidates that are live, with their records; expired ones are retired on the way.
+  const liveRivals = (ws: WorkspaceTags, rivals: ReadonlyArray<string>, now: number) =>
+    Effect.forEach(rivals, (tag) =>
+      Effect.gen(function*() {
+        const found = yield* readManifest(tag).pipe(
+          // An unreadable rival is treated as live: safety first.
+          Effect.catchTag("CorruptState", () =>
+            Effect.succeed(Option.some({
+              digest: "" as Digest,
+              record: { info: LockInfo.make({ ID: "unreadable" }), workspace: undefined, candidate: tag, expiresAt: undefined }
+            })))
+        )
+        if (Option.isNone(found)) return Option.none()
+        const { digest, record } = found.value
+        if (record.info.ID === "") {
+          ctx.deadCandidates.add(tag)
+          return Option.none()
+        }
+        if (isLive(record, now)) return Option.some({ tag, digest, record })
+        yield* Effect.ignore(retire(ws, digest, [tag]))
+        return Option.none()
+      }), { concurrency: 8 }).pipe(Effect.map((found) => found.flatMap((o) => (Option.isSome(o) ? [o.value] : []))))
+
+  const attempt = (ws: WorkspaceTags, info: LockInfo.LockInfo): Effect.Effect<Attempt, LockFailure> =>
+    Effect.gen(function*() {
+      yield* ctx.ensureConfig
+      const now = yield* Clock.currentTimeMillis
+      const expiresAt = ctx.ttlMillis > 0 ? now + ctx.ttlMillis : undefined
+      const candidate = `${candidatePrefix(ws)}${Crypto.randomBytes(8).toString("hex")}`
+      const bytes = encodeLock({ workspace: ws.name, info, candidate, expiresAt, now })
+      const digest = yield* publish(candidate, bytes)
+      const withdraw = retire(ws, digest, [candidate])
+      const outcome = yield* Effect.gen(function*() {
+        const [tags, current] = yield* Effect.all([listCandidates(ws), readManifest(ws.lock)], { concurrency: 2 })
+        const checkedAt = yield* Clock.currentTimeMillis
+        const rivals = yield* liveRivals(ws, tags.filter((t) => t !== candidate), checkedAt)
+        if (rivals.length > 0) {
+          const holder = Option.isSome(current)
+            ? rivals.find((r) => r.digest === current.value.digest || r.tag === current.value.record.candidate)
+            : undefined
+          return holder !== undefined
+            ? { _tag: "Held", info: holder.record.info } as const
+            : { _tag: "Contended", info: rivals[0]!.record.info } as const
+        }
+        if (Option.isSome(current)) {
+          const record = current.value.record
+          // A lock written by our protocol whose candidate is gone or expired is stale; a foreign
+          // (ghoten) lock counts until its own lease says otherwise.
+          if (record.candidate === undefined && isLive(record, checkedAt)) {
+            return { _tag: "Held", info: record.info } as const
+          }
+        }
+        yield* publish(ws.lock, bytes)
+        return { _tag: "Acquired", holder: { lockId: info.ID, info, candidate, digest, expiresAt } } as const
+      }).pipe(Effect.onError(() => Effect.ignore(withdraw)))
+      if (outcome._tag !== "Acquired") yield* withdraw
+      return outcome
+    })
+
+  // PUT a manifest at a tag; a lost response is observed, never blindly re-sent.
+  const publish = (tag: string, bytes: Uint8Array) =>
+    registry.putManifest(repository, tag, { mediaType: MediaType.ociManifest, bytes }).pipe(
+      Effect.catchTag("TransientRegistry", (error) =>
+        Effect.flatMap(registry.resolveManifest(repository, tag), (resolved) =>
+          Option.isSome(resolved) && resolved.value.digest === Digest.sha256(bytes)
+            ? Effect.succeed(resolved.value.digest)
+            : Effect.fail(error)))
+    )
+
+  const acquire = (ws: WorkspaceTags, requested: LockInfo.LockInfo) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const info: LockInfo.LockInfo = {
+        ...requested,
+        ID: requested.ID === "" ? Crypto.randomUUID() : requested.ID,
+        Created: requested.Created === "" ? new Date(now).toISOString() : requested.Created,
+        Path: ws.state
+      }
+      const held = ctx.holders.get(ws.wsTag)
+      if (held !== undefined) {
+        // Idempotent retry by the holder (a lost LOCK response), else a conflict with ourselves.
+        if (held.lockId === info.ID) return info.ID
+        return yield* new LockConflict({ workspace: ws.name, info: held.info })
+      }
+      for (let round = 1;; round++) {
+        const outcome = yield* attempt(ws, info)
+        switch (outcome._tag) {
+          case "Acquired":
+            ctx.holders.set(ws.wsTag, outcome.holder)
+            return info.ID
+          case "Held":
+            return yield* new LockConflict({ workspace: ws.name, info: outcome.info })
+          case "Contended":
+            if (round >= ctx.maxRounds) return yield* new LockConflict({ workspace: ws.name, info: outcome.info })
+            // Exponential backoff with full jitter, from 25 ms.
+            yield* Effect.sleep(Duration.millis(yield* Random.nextIntBetween(1, 25 * 2 ** Math.min(round, 6))))
+        }
+      }
+    }).pipe(Effect.withSpan("StateManager.lock", { attributes: { workspace: ws.name } }))
+
+  /** The current lock of a workspace, if live. */
+  const current = (ws: WorkspaceTags) =>
+    Effect.gen(function*() {
+      const found = yield* readManifest(ws.lock).pipe(
+        Effect.catchTag("CorruptState", (e) =>
+          Effect.fail(new InconsistentRead({ workspace: ws.name, reason: `the lock cannot be read: ${e.reason}` })))
+      )
+      if (Option.isNone(found)) return Option.none<CurrentLock>()
+      const { digest, record } = found.value
+      const now = yield* Clock.currentTimeMillis
+      if (!isLive(record, now)) return Option.none<CurrentLock>()
+      if (record.candidate === undefined) return Option.some({ digest, record, candidateDigest: undefined })
+      // Ours: live only while its candidate is (it may have been renewed since `locked-` was written).
+      const candidate = yield* readManifest(record.candidate).pipe(Effect.catchTag("CorruptState", () => Effect.succeedNone))
+      if (Option.isNone(candidate) || !isLive(candidate.value.record, now)) return Option.none<CurrentLock>()
+      if (candidate.value.record.info.ID !== record.info.ID) return Option.none<CurrentLock>()
+      return Option.some({ digest, record: candidate.value.record, candidateDigest: candidate.value.digest })
+    })
+
+  const release = (ws: WorkspaceTags, lockId: string) =>
+    Effect.gen(function*() {
+      const held = ctx.holders.get(ws.wsTag)
+      if (held !== undefined) {
+        if (held.lockId !== lockId) {
+          return yield* new LockIdMismatch({ workspace: ws.name, given: lockId, held: held.lockId })
+        }
+        yield* retire(ws, held.digest, [held.candidate, ws.lock])
+        ctx.holders.delete(ws.wsTag)
+        return
+      }
+      const found = yield* current(ws)
+      // Releasing a lock that is no longer held is a success: retries of a lost UNLOCK land here.
+      if (Option.isNone(found)) return
+      const { candidateDigest, digest, record } = found.value
+      if (record.info.ID !== lockId) {
+        return yield* new LockIdMismatch({ workspace: ws.name, given: lockId, held: record.info.ID })
+      }
+      yield* removeLock(ws, digest, candidateDigest, record)
+    }).pipe(Effect.withSpan("StateManager.unlock", { attributes: { workspace: ws.name } }))
+
+  const removeLock = (ws: WorkspaceTags, digest: Digest, candidateDigest: Digest | undefined, record: LockRecord) =>
+    Effect.gen(function*() {
+      if (candidateDigest !== undefined && candidateDigest !== digest && record.candidate !== undefined) {
+        yield* retire(ws, candidateDigest, [record.candidate])
+      }
+      yield* retire(ws, digest, record.candidate === undefined ? [ws.lock] : [record.candidate, ws.lock])
+    })
+
+  /** Remove whatever lock is held, reporting whom it removed. */
+  const forceRelease = (ws: WorkspaceTags, expectedId: string | undefined) =>
+    Effect.gen(function*() {
+      const found = yield* current(ws)
+      if (Option.isNone(found)) return Option.none<LockInfo.LockInfo>()
+      const { candidateDigest, digest, record } = found.value
+      if (expectedId !== undefined && expectedId !== "" && record.info.ID !== expectedId) {
+        return yield* new LockIdMismatch({ workspace: ws.name, given: expectedId, held: record.info.ID })
+      }
+      yield* removeLock(ws, digest, candidateDigest, record)
+      const held = ctx.holders.get(ws.wsTag)
+      if (held !== undefined && held.lockId === record.info.ID) ctx.holders.delete(ws.wsTag)
+      return Option.some(record.info)
+    }).pipe(Effect.withSpan("StateManager.forceUnlock", { attributes: { workspace: ws.name } }))
+
+  /**
+   * Fencing, before a state write under `lockId`: the lease must have `fenceMargin` left (judged
+   * locally) and our candidate must still be ours (one request).
+   */
+  const fence = (ws: WorkspaceTags, lockId: string) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const lost = (reason: string) => Effect.fail(new LockLost({ workspace: ws.name, lockId, reason }))
+      const held = ctx.holders.get(ws.wsTag)
+      if (held !== undefined && held.lockId === lockId) {
+        if (held.expiresAt !== undefined && now >= held.expiresAt - fenceMargin(ctx.ttlMillis)) {
+          return yield* lost("the lease expired")
+        }
+        const resolved = yield* registry.resolveManifest(repository, held.candidate)
+        if (Option.isNone(resolved) || resolved.value.digest !== held.digest) {
+          ctx.holders.delete(ws.wsTag)
+          return yield* lost("the lock was removed or taken over")
+        }
+        return
+      }
+      // Locked by another process of ours (e.g. a server restarted, or one replica of several).
+      const found = yield* current(ws)
+      if (Option.isNone(found)) return yield* lost("the workspace is not locked")
+      const { record } = found.value
+      if (record.info.ID !== lockId) return yield* lost(`the workspace is locked by ${record.info.ID}`)
+      if (record.expiresAt !== undefined && now >= record.expiresAt - fenceMargin(ctx.ttlMillis)) {
+        return yield* lost("the lease expired")
+      }
+    })
+
+  /** Extend the lease of a lock this process holds. */
+  const renew = (ws: WorkspaceTags, lockId: string) =>
+    Effect.gen(function*() {
+      const held = ctx.holders.get(ws.wsTag)
+      if (held === undefined || held.lockId !== lockId) {
+        return yield* new LockLost({ workspace: ws.name, lockId, reason: "this process does not hold the lock" })
+      }
+      const now = yield* Clock.currentTimeMillis
+      if (held.expiresAt !== undefined && now >= held.expiresAt) {
+        ctx.holders.delete(ws.wsTag)
+        return yield* new LockLost({ workspace: ws.name, lockId, reason: "the lease expired before it was renewed" })
+      }
+      // Never resurrect a lock that was force-unlocked: our candidate must still be ours.
+      const resolved = yield* registry.resolveManifest(repository, held.candidate)
+      if (Option.isNone(resolved) || resolved.value.digest !== held.digest) {
+        ctx.holders.delete(ws.wsTag)
+        return yield* new LockLost({ workspace: ws.name, lockId, reason: "the lock was removed or taken over" })
+      }
+      const expiresAt = now + ctx.ttlMillis
+      const bytes = encodeLock({ workspace: ws.name, info: held.info, candidate: held.candidate, expiresAt, now })
+      const digest = yield* publish(held.candidate, bytes)
+      ctx.holders.set(ws.wsTag, { ...held, digest, expiresAt })
+      const published = yield* registry.resolveManifest(repository, ws.lock)
+      if (Option.isSome(published) && published.value.digest === held.digest) yield* publish(ws.lock, bytes)
+      // The superseded lease manifest is garbage now (nothing points at it any more).
+      yield* Effect.ignore(registry.deleteManifest(repository, held.digest))
+    }).pipe(Effect.withSpan("StateManager.renewLease", { attributes: { workspace: ws.name } }))
+
+  return { acquire, release, forceRelease, current, fence, renew, candidatePrefix } as const
+}
+
+/** @internal */
+export interface CurrentLock {
+  readonly digest: Digest
+  readonly record: LockRecord
+  readonly candidateDigest: Digest | undefined
+}
+
