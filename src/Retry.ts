@@ -50,9 +50,14 @@ export const schedule = (options: Options = {}): Schedule.Schedule<unknown, Tran
   const waitMin = Duration.decode(options.waitMin ?? defaults.waitMin)
   // A cap below the first delay would make the policy a constant delay; lift it, as ghoten does.
   const waitMax = Duration.max(Duration.decode(options.waitMax ?? defaults.waitMax), waitMin)
+  const cap = Schedule.modifyDelay((_: unknown, delay: Duration.Duration) => Duration.min(delay, waitMax))
+  // Cap, jitter, cap again: jittering the capped delay keeps the delays random once the backoff
+  // has reached `waitMax` (jittering first and capping after made every late delay exactly
+  // `waitMax`, so clients that failed together retried together), and the second cap keeps
+  // `waitMax` a hard bound.
   const backoff = Schedule.exponential(waitMin, 2).pipe(
-    (s) => (options.jitter === false ? s : Schedule.jittered(s)),
-    Schedule.modifyDelay((_, delay) => Duration.min(delay, waitMax))
+    cap,
+    (s) => (options.jitter === false ? s : cap(Schedule.jittered(s)))
   )
   return backoff.pipe(
     Schedule.intersect(Schedule.recurs(maxRetries)),
@@ -84,7 +89,9 @@ export const retryTransient = <A, E, R>(
   })
 
 /**
- * Parse a `Retry-After` header (delay-seconds or an HTTP date, relative to `nowMillis`).
+ * Parse a `Retry-After` header (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date (IMF-fixdate,
+ * the obsolete RFC 850 and asctime forms, always GMT) relative to `nowMillis`. Returns
+ * milliseconds, at most 24 hours; a date in the past is 0; anything else is `undefined`.
  *
  * @since 0.1.0
  * @category parsers
@@ -92,11 +99,55 @@ export const retryTransient = <A, E, R>(
 export const parseRetryAfter = (value: string | undefined, nowMillis: number): number | undefined => {
   if (value === undefined) return undefined
   const trimmed = value.trim()
-  if (/^\d+$/.test(trimmed)) {
-    const seconds = Number(trimmed)
-    return Number.isSafeInteger(seconds) ? Math.min(seconds, 24 * 3600) * 1000 : undefined
+  if (/^\d+$/.test(trimmed)) return Math.min(Number(trimmed), maxRetryAfterSeconds) * 1000
+  const date = parseHttpDate(trimmed, nowMillis)
+  if (date === undefined) return undefined
+  return Math.max(0, Math.min(date - nowMillis, maxRetryAfterSeconds * 1000))
+}
+
+const maxRetryAfterSeconds = 24 * 3600
+
+const months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+const time = "(\\d{2}):(\\d{2}):(\\d{2})"
+// Sun, 06 Nov 1994 08:49:37 GMT
+const imfFixdate = new RegExp(`^[a-z]{3},\\s*(\\d{1,2})\\s+([a-z]{3})\\s+(\\d{4})\\s+${time}\\s+(?:gmt|utc)$`, "i")
+// Sunday, 06-Nov-94 08:49:37 GMT
+const rfc850 = new RegExp(`^[a-z]{6,9},\\s*(\\d{1,2})-([a-z]{3})-(\\d{2})\\s+${time}\\s+(?:gmt|utc)$`, "i")
+// Sun Nov  6 08:49:37 1994
+const asctime = new RegExp(`^[a-z]{3}\\s+([a-z]{3})\\s+(\\d{1,2})\\s+${time}\\s+(\\d{4})$`, "i")
+
+// `Date.parse` is no HTTP-date parser: it reads "-5", "1.5" or "foo 12" as dates in 2001, and
+// asctime (which has no zone) in the host's local time zone.
+const parseHttpDate = (s: string, nowMillis: number): number | undefined => {
+  let m = imfFixdate.exec(s)
+  if (m !== null) return utc(Number(m[3]), m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!)
+  m = rfc850.exec(s)
+  if (m !== null) {
+    // A two-digit year more than 50 years in the future is in the past century (RFC 9110 §5.6.7).
+    const nowYear = new Date(nowMillis).getUTCFullYear()
+    let year = Math.floor(nowYear / 100) * 100 + Number(m[3])
+    if (year > nowYear + 50) year -= 100
+    return utc(year, m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!)
   }
-  const date = Date.parse(trimmed)
-  if (Number.isNaN(date)) return undefined
-  return Math.max(0, Math.min(date - nowMillis, 24 * 3600 * 1000))
+  m = asctime.exec(s)
+  if (m !== null) return utc(Number(m[6]), m[1]!, Number(m[2]), m[3]!, m[4]!, m[5]!)
+  return undefined
+}
+
+const utc = (
+  year: number,
+  monthName: string,
+  day: number,
+  hours: string,
+  minutes: string,
+  seconds: string
+): number | undefined => {
+  const month = months.indexOf(monthName.toLowerCase())
+  const h = Number(hours)
+  const min = Number(minutes)
+  const sec = Number(seconds)
+  if (month < 0 || day < 1 || h > 23 || min > 59 || sec > 60) return undefined
+  const millis = Date.UTC(year, month, day, h, min, Math.min(sec, 59))
+  // Reject days the month does not have (Feb 30 would otherwise roll over into March).
+  return new Date(millis).getUTCDate() === day ? millis : undefined
 }

@@ -29,6 +29,13 @@ export const parseChallenges = (header: string): ReadonlyArray<Challenge> => {
     while (i < n && tokenChar.test(header[i]!)) i++
     return header.slice(start, i)
   }
+  // An unquoted value should be a token, but some servers send e.g. `realm=https://host/token`;
+  // read it up to the next separator rather than split it into bogus challenges.
+  const readBare = (): string => {
+    const start = i
+    while (i < n && header[i] !== "," && header[i] !== " " && header[i] !== "\t") i++
+    return header.slice(start, i)
+  }
   const readQuoted = (): string => {
     // assumes header[i] === '"'
     i++
@@ -57,8 +64,14 @@ export const parseChallenges = (header: string): ReadonlyArray<Challenge> => {
       // `word` is a parameter name of the current challenge
       i++
       skipSpace()
-      const value = header[i] === "\"" ? readQuoted() : readToken()
-      challenges[challenges.length - 1]!.params[word.toLowerCase()] = value
+      const value = header[i] === "\"" ? readQuoted() : readBare()
+      // An own property even for names such as `__proto__`, which plain assignment would drop.
+      Object.defineProperty(challenges[challenges.length - 1]!.params, word.toLowerCase(), {
+        value,
+        enumerable: true,
+        writable: true,
+        configurable: true
+      })
     } else {
       challenges.push({ scheme: word.toLowerCase(), params: {} })
     }
