@@ -8,9 +8,11 @@
  * - Blobs: HEAD; GET streamed with sha256 and size verified while streaming, redirects followed by
  *   hand with `Authorization` dropped off-origin; monolithic upload (POST, then PUT to the
  *   `Location` — absolute or relative, with its own query string — plus `&digest=`, as
- *   `application/octet-stream` with an explicit length).
+ *   `application/octet-stream` with an explicit length; a `Location` on another origin gets no
+ *   credentials).
  * - Tags: a lazy Stream following `n`/`Link`, tolerating registries that ignore `n` (one page, no
- *   Link), protected against Link loops and pages that repeat.
+ *   Link), protected against Link loops and pages that repeat; a `Link` to another origin is
+ *   refused (`RegistryError`), never followed.
  * - DELETE by digest, and by tag where the registry supports it; 405 and "tag delete unsupported"
  *   are `Unsupported`.
  * - Auth: see `internal/http/auth.ts`. Rate limit: every request, token fetches included.
@@ -117,7 +119,8 @@ export const isLoopbackHost = (hostname: string): boolean => {
  */
 export const parseEndpoint = (registry: string, plainHttp = false): Effect.Effect<Endpoint, InvalidConfig> =>
   Effect.suspend(() => {
-    const invalid = (reason: string) => Effect.fail(new InvalidConfig({ key: "registry", value: registry, reason }))
+    const invalid = (reason: string) =>
+      Effect.fail(new InvalidConfig({ key: "registry", value: withoutUserinfo(registry), reason }))
     const trimmed = registry.trim().replace(/\/+$/, "")
     const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)
     let url: URL
@@ -140,6 +143,11 @@ export const parseEndpoint = (registry: string, plainHttp = false): Effect.Effec
     }
     return Effect.succeed({ origin: url.origin, host })
   })
+
+// An address as shown in errors: a `user:password@` part (which does not belong there, but may
+// hold a real password) is replaced.
+const withoutUserinfo = (address: string): string =>
+  address.replace(/^(\s*(?:[a-z][a-z0-9+.-]*:\/\/)?)[^/@]*@/i, "$1<redacted>@")
 
 /**
  * Build the service from an `HttpClient`.
@@ -469,8 +477,6 @@ export const make = (options: Options) =>
       const operation = "listTags"
       const n = Math.max(1, Math.floor(listOptions?.pageSize ?? pageSize))
       const first = apiUrl(`${repository}/tags/list?n=${n}`)
-      const visited = new Set<string>()
-      const seen = new Set<string>()
       const page = (url: URL) =>
         Effect.gen(function*() {
           const response = yield* transport.send(operation, { method: "GET", url, scope: pull(repository) })
@@ -486,25 +492,37 @@ export const make = (options: Options) =>
               Effect.catchTag("ResponseError", () => bodyInterrupted(operation))
             )
           const tags = yield* parseTagList(text, operation)
-          return { tags, next: nextLink(response.headers["link"], url) }
+          const next = nextLink(response.headers["link"], url)
+          // Pagination stays on the registry: a Link elsewhere is refused rather than followed
+          // (anonymously or not), since no registry has a reason to send one.
+          if (next !== undefined && next.origin !== endpoint.origin) {
+            return yield* new RegistryError({ operation, reason: "tag pagination Link points to another origin" })
+          }
+          return { tags, next }
         }).pipe(Effect.catchTag("Unsupported", toRegistryError), retrying)
-      const stream = Stream.paginateChunkEffect(first, (url: URL) =>
-        Effect.gen(function*() {
-          visited.add(url.href)
-          if (visited.size > maxPages) {
-            return yield* new RegistryError({ operation, reason: `tag listing exceeded ${maxPages} pages` })
-          }
-          const { next, tags } = yield* page(url)
-          const fresh = tags.filter((t) => !seen.has(t))
-          for (const t of fresh) seen.add(t)
-          // Loop protection: a Link back to a page already read, or a page with nothing new, ends
-          // the listing with an error instead of cycling forever.
-          if (next !== undefined && (visited.has(next.href) || (tags.length > 0 && fresh.length === 0))) {
-            return yield* new RegistryError({ operation, reason: "tag pagination loops (Link repeats a page)" })
-          }
-          const more = next !== undefined && tags.length > 0
-          return [toChunk(fresh), more ? Option.some(next) : Option.none<URL>()] as [Chunk.Chunk<string>, Option.Option<URL>]
-        }))
+      // Loop-protection state belongs to one run of the stream, so the same Stream value can be
+      // run again (or retried by the caller) from scratch.
+      const stream = Stream.suspend(() => {
+        const visited = new Set<string>()
+        const seen = new Set<string>()
+        return Stream.paginateChunkEffect(first, (url: URL) =>
+          Effect.gen(function*() {
+            visited.add(url.href)
+            if (visited.size > maxPages) {
+              return yield* new RegistryError({ operation, reason: `tag listing exceeded ${maxPages} pages` })
+            }
+            const { next, tags } = yield* page(url)
+            const fresh = tags.filter((t) => !seen.has(t))
+            for (const t of fresh) seen.add(t)
+            // Loop protection: a Link back to a page already read, or a page with nothing new, ends
+            // the listing with an error instead of cycling forever.
+            if (next !== undefined && (visited.has(next.href) || (tags.length > 0 && fresh.length === 0))) {
+              return yield* new RegistryError({ operation, reason: "tag pagination loops (Link repeats a page)" })
+            }
+            const more = next !== undefined && tags.length > 0
+            return [toChunk(fresh), more ? Option.some(next) : Option.none<URL>()] as [Chunk.Chunk<string>, Option.Option<URL>]
+          }))
+      })
       return Stream.unwrap(Effect.as(Reference.validateRepository(repository), stream))
     }
 
@@ -598,20 +616,25 @@ const tokenRequestSpec = (
     return {
       method: "POST" as const,
       url,
-      body: () => HttpBody.uint8Array(body, "application/x-www-form-urlencoded")
+      body: () => HttpBody.uint8Array(body, "application/x-www-form-urlencoded"),
+      secrets: [credential.value.token]
     }
   }
   if (request.service !== undefined) url.searchParams.set("service", request.service)
   for (const scope of request.scopes) url.searchParams.append("scope", scope)
-  const headers: Record<string, string> = {}
   if (Option.isSome(credential) && credential.value._tag === "Basic") {
     url.searchParams.set("account", credential.value.username)
-    headers["authorization"] = `Basic ${
-      Buffer.from(`${credential.value.username}:${Redacted.value(credential.value.password)}`).toString("base64")
-    }`
+    return { method: "GET" as const, url, authorization: basicAuthorization(credential.value) }
   }
-  return { method: "GET" as const, url, headers }
+  return { method: "GET" as const, url }
 }
+
+const basicAuthorization = (
+  credential: { readonly username: string; readonly password: Redacted.Redacted<string> }
+): Redacted.Redacted<string> =>
+  Redacted.make(
+    `Basic ${Buffer.from(`${credential.username}:${Redacted.value(credential.password)}`, "utf8").toString("base64")}`
+  )
 
 const blobBody = (body: import("./Registry.js").BlobBody, size: number): HttpBody.HttpBody =>
   body instanceof Uint8Array

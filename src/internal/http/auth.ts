@@ -6,8 +6,9 @@
  * `pull,push` to write, `delete` to delete.
  *
  * Credentials are read from the `Credentials` service per request and only turned into header
- * text here; they are never attached to a URL whose origin is not the registry's (the caller
- * enforces that on redirects).
+ * text here; they are never attached to a URL whose origin is not the registry's (the transport
+ * enforces that for redirects, upload Locations and Links, and ignores challenges from other
+ * origins).
  *
  * @internal
  */

@@ -1,12 +1,17 @@
 /**
  * One registry request, end to end: rate limit, authentication (up-front header from what is
- * known, one retry after a 401 challenge), manual redirects (Authorization never leaves the
- * registry's origin), a timeout on the response head, and mapping of transport failures into
- * `TransientRegistry`. Status interpretation is left to the caller, except that `expectStatus`
- * turns an unexpected status into the matching tagged error.
+ * known, one retry after a 401 challenge), manual redirects, a timeout on the response head, and
+ * mapping of transport failures into `TransientRegistry` (or `RegistryError` when retrying cannot
+ * help, e.g. an untrusted TLS certificate). Status interpretation is left to the caller, except
+ * that `expectStatus` turns an unexpected status into the matching tagged error.
+ *
+ * Credentials go to the origin they belong to and nowhere else: registry credentials only to the
+ * registry's origin (not to a redirect target, an upload `Location` or a pagination `Link` on
+ * another host), and a fixed header (token endpoint) only to the URL it was made for.
  *
  * Error messages name the method and the URL path only: query strings can hold upload state or
- * signed storage URLs, and no header value is ever copied into an error.
+ * signed storage URLs, and no header value is ever copied into an error. Error bodies are scrubbed
+ * of the credentials the request carried before any of their text is kept.
  *
  * @internal
  */
@@ -45,6 +50,13 @@ export interface RequestSpec {
   readonly body?: (() => HttpBody.HttpBody) | undefined
   /** Authorization scope; none for requests outside the registry API. */
   readonly scope?: AuthScope | undefined
+  /**
+   * A fixed Authorization header, sent instead of negotiating (token endpoint requests), and only
+   * to the origin of `url`.
+   */
+  readonly authorization?: Redacted.Redacted<string> | undefined
+  /** Credentials carried in the body (a refresh token): scrubbed from error text like the header. */
+  readonly secrets?: ReadonlyArray<Redacted.Redacted<string>> | undefined
   /** Follow 3xx redirects (blob downloads are commonly 307 to storage). */
   readonly followRedirects?: boolean | undefined
 }
@@ -71,27 +83,38 @@ export const describe = (method: string, url: URL): string => `${method} ${url.p
 /** @internal */
 export const makeTransport = (options: TransportOptions) => {
   const { authenticator, client, limiter } = options
+  // The credentials each response's request carried, for scrubbing its error body.
+  const sentSecrets = new WeakMap<HttpClientResponse.HttpClientResponse, ReadonlyArray<Redacted.Redacted<string>>>()
 
-  const mapClientError = (operation: string) => (error: HttpClientError.HttpClientError) =>
-    error._tag === "RequestError" && error.reason !== "Transport"
-      ? new RegistryError({ operation, reason: `request could not be sent (${error.reason})` })
-      : new TransientRegistry({ operation, reason: transportReason(error) })
+  const mapClientError = (operation: string) => (error: HttpClientError.HttpClientError) => {
+    if (error._tag === "RequestError" && error.reason !== "Transport") {
+      return new RegistryError({ operation, reason: `request could not be sent (${error.reason})` })
+    }
+    const tls = tlsFailure(error)
+    return tls === undefined
+      ? new TransientRegistry({ operation, reason: transportReason(error) })
+      : new RegistryError({ operation, reason: tls })
+  }
 
-  // One HTTP exchange: no auth negotiation, no redirects.
+  // One HTTP exchange: no auth negotiation, no redirects. `authorization` is attached only when
+  // `url` is on `credentialOrigin`.
   const once = (
     operation: string,
     spec: RequestSpec,
     url: URL,
-    authorization: Option.Option<Redacted.Redacted<string>>
+    authorization: Option.Option<Redacted.Redacted<string>>,
+    credentialOrigin: string
   ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransientRegistry | RegistryError> => {
     let request = HttpClientRequest.make(spec.method)(url, {
       headers: { "user-agent": options.userAgent, ...spec.headers }
     })
     if (spec.body !== undefined) request = HttpClientRequest.setBody(request, spec.body())
-    if (Option.isSome(authorization)) {
+    if (Option.isSome(authorization) && url.origin === credentialOrigin) {
       request = HttpClientRequest.setHeader(request, "authorization", Redacted.value(authorization.value))
     }
+    const secrets = [...Option.toArray(authorization), ...(spec.secrets ?? [])]
     return client.execute(request).pipe(
+      Effect.tap((response) => Effect.sync(() => sentSecrets.set(response, secrets))),
       Effect.mapError(mapClientError(operation)),
       Effect.timeoutFail({
         duration: options.requestTimeout,
@@ -111,19 +134,36 @@ export const makeTransport = (options: TransportOptions) => {
     spec: RequestSpec
   ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransportFailure> =>
     Effect.gen(function*() {
-      let authorization = spec.scope === undefined
-        ? Option.none<Redacted.Redacted<string>>()
-        : yield* authenticator.headerFor(spec.scope)
-      let response = yield* once(operation, spec, spec.url, authorization)
-      if (response.status === 401 && spec.scope !== undefined) {
+      const fixed = spec.authorization !== undefined
+      const credentialOrigin = fixed ? spec.url.origin : options.origin
+      const offOrigin = spec.url.origin !== options.origin
+      // Negotiate only with the registry itself: a challenge from another origin (an upload
+      // Location elsewhere) must not switch the registry's auth mode or realm.
+      const scope = fixed || offOrigin ? undefined : spec.scope
+      let authorization = spec.authorization !== undefined
+        ? Option.some(spec.authorization)
+        : scope !== undefined
+        ? yield* authenticator.headerFor(scope)
+        : Option.none<Redacted.Redacted<string>>()
+      let response = yield* once(operation, spec, spec.url, authorization, credentialOrigin)
+      if (response.status === 401 && spec.scope !== undefined && !fixed && offOrigin) {
+        yield* discard(response)
+        return yield* new Unauthorized({
+          operation,
+          status: 401,
+          reason: `${describe(spec.method, spec.url)} at ${spec.url.origin} requires credentials; ` +
+            `they are only sent to the registry (${options.origin})`
+        })
+      }
+      if (response.status === 401 && scope !== undefined) {
         const challenge = response.headers["www-authenticate"]
         yield* discard(response)
-        const retryWith = yield* authenticator.afterChallenge(spec.scope, challenge, authorization)
+        const retryWith = yield* authenticator.afterChallenge(scope, challenge, authorization)
         if (Option.isNone(retryWith)) {
           return yield* unauthorized(operation, spec, challenge, Option.isSome(authorization))
         }
         authorization = retryWith
-        response = yield* once(operation, spec, spec.url, authorization)
+        response = yield* once(operation, spec, spec.url, authorization, credentialOrigin)
         if (response.status === 401) {
           const again = response.headers["www-authenticate"]
           yield* discard(response)
@@ -151,9 +191,8 @@ export const makeTransport = (options: TransportOptions) => {
           return yield* new RegistryError({ operation, reason: `redirect to unsupported scheme ${next.protocol}` })
         }
         url = next
-        // Credentials are for the registry only: never sent to storage or any other origin.
-        const sameOrigin = url.origin === options.origin
-        response = yield* once(operation, spec, url, sameOrigin ? authorization : Option.none())
+        // `once` drops the credentials unless the hop stays on their origin (storage redirects).
+        response = yield* once(operation, spec, url, authorization, credentialOrigin)
       }
       return response
     })
@@ -196,10 +235,11 @@ export const makeTransport = (options: TransportOptions) => {
     Effect.gen(function*() {
       const text = yield* readText(response, 64 * 1024).pipe(Effect.orElseSucceed(() => ""))
       const now = yield* Clock.currentTimeMillis
+      const secrets = (sentSecrets.get(response) ?? []).map(Redacted.value)
       return errorFromStatus(
         operation,
         response.status,
-        parseOciErrorBody(text),
+        parseOciErrorBody(text, secrets),
         parseRetryAfter(response.headers["retry-after"], now)
       )
     })
@@ -267,14 +307,40 @@ const concatAll = (chunks: ReadonlyArray<Uint8Array>, size: number): Uint8Array 
   return out
 }
 
-// A short, credential-free description of a transport failure (the cause's code, e.g. ECONNRESET).
-const transportReason = (error: HttpClientError.HttpClientError): string => {
+// The system error code of a transport failure (e.g. ECONNRESET), if any.
+const causeCode = (error: HttpClientError.HttpClientError): string | undefined => {
   const cause = error.cause as { code?: unknown; cause?: { code?: unknown } } | undefined
-  const code = typeof cause?.code === "string"
+  return typeof cause?.code === "string"
     ? cause.code
     : typeof cause?.cause?.code === "string"
     ? cause.cause.code
     : undefined
+}
+
+// A short, credential-free description of a transport failure (the cause's code, e.g. ECONNRESET).
+const transportReason = (error: HttpClientError.HttpClientError): string => {
+  const code = causeCode(error)
   const what = error._tag === "RequestError" ? "request failed" : "response failed"
   return `${describe(error.request.method, new URL(error.request.url))}: ${what}${code === undefined ? "" : ` (${code})`}`
+}
+
+// OpenSSL certificate verification codes (as Node reports them) and Node's hostname check.
+const certificateCodes = /^(UNABLE_TO_(GET|VERIFY|DECRYPT)_|CERT_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED_CERT|INVALID_CA|HOSTNAME_MISMATCH|ERR_TLS_CERT_ALTNAME_INVALID)/
+
+/**
+ * A TLS failure that retrying cannot fix (an untrusted or mismatched certificate, or TLS spoken to
+ * a plain-http server), described with what to change; undefined for anything else.
+ */
+const tlsFailure = (error: HttpClientError.HttpClientError): string | undefined => {
+  const code = causeCode(error)
+  if (code === undefined || error._tag !== "RequestError") return undefined
+  const where = describe(error.request.method, new URL(error.request.url))
+  if (certificateCodes.test(code)) {
+    return `${where}: the registry's TLS certificate is not trusted (${code}); ` +
+      "add its CA with caFile, or disable verification with insecure"
+  }
+  if (code === "ERR_SSL_WRONG_VERSION_NUMBER") {
+    return `${where}: TLS handshake failed (${code}); the registry may only speak plain http`
+  }
+  return undefined
 }

@@ -241,7 +241,10 @@ export const makeLock = (ctx: LockContext) => {
         Path: ws.state
       }
       const held = ctx.holders.get(ws.wsTag)
-      if (held !== undefined) {
+      if (held !== undefined && held.expiresAt !== undefined && now >= held.expiresAt) {
+        // Our own lease ran out: whatever we held is gone (or up for takeover); forget it.
+        ctx.holders.delete(ws.wsTag)
+      } else if (held !== undefined) {
         // Idempotent retry by the holder (a lost LOCK response), else a conflict with ourselves.
         if (held.lockId === info.ID) return info.ID
         return yield* new LockConflict({ workspace: ws.name, info: held.info })
@@ -336,6 +339,7 @@ export const makeLock = (ctx: LockContext) => {
       const held = ctx.holders.get(ws.wsTag)
       if (held !== undefined && held.lockId === lockId) {
         if (held.expiresAt !== undefined && now >= held.expiresAt - fenceMargin(ctx.ttlMillis)) {
+          if (now >= held.expiresAt) ctx.holders.delete(ws.wsTag)
           return yield* lost("the lease expired")
         }
         const resolved = yield* registry.resolveManifest(repository, held.candidate)
