@@ -40,8 +40,9 @@
  *
  * ## Request counts (uncontended)
  * acquire: candidate PUT, tag list, `locked-` GET, `locked-` PUT = 4.
- * release by the acquiring process: one DELETE by digest (removes the candidate and `locked-`,
- * which share it); by another process: `locked-` GET + DELETE = 2.
+ * release by the acquiring process: DELETE of the `locked-` copy, then of the candidate = 2; by
+ * another process: `locked-` GET + the same two DELETEs = 3 (the candidate's digest follows from
+ * the published copy's bytes).
  *
  * @internal
  */
@@ -66,7 +67,7 @@ import {
 import * as LockInfo from "../../LockInfo.js"
 import { MediaType, type Service as RegistryService } from "../../Registry.js"
 import * as WireFormat from "../../WireFormat.js"
-import { encodeLock, encodeUnlockedMarker, type LockRecord, readLock } from "./lockManifest.js"
+import { candidateBytesOf, encodeLock, encodeUnlockedMarker, type LockRecord, readLock } from "./lockManifest.js"
 import type { WorkspaceTags } from "./workspace.js"
 
 /** A lock this process holds. @internal */
@@ -74,7 +75,10 @@ export interface Holder {
   readonly lockId: string
   readonly info: LockInfo.LockInfo
   readonly candidate: string
+  /** Digest of our candidate manifest. */
   readonly digest: Digest
+  /** Digest of the copy published at `locked-<wsTag>`. */
+  readonly publishedDigest: Digest
   readonly expiresAt: number | undefined
 }
 
@@ -110,8 +114,8 @@ const isLive = (record: LockRecord, now: number): boolean =>
 
 type Attempt =
   | { readonly _tag: "Acquired"; readonly holder: Holder }
-  | { readonly _tag: "Held"; readonly info: LockInfo.LockInfo }
-  | { readonly _tag: "Contended"; readonly info: LockInfo.LockInfo }
+  | { readonly _tag: "Held"; readonly info: LockInfo.LockInfo; readonly rivals: number }
+  | { readonly _tag: "Contended"; readonly info: LockInfo.LockInfo; readonly rivals: number }
 
 /** @internal */
 export const makeLock = (ctx: LockContext) => {
@@ -120,8 +124,9 @@ export const makeLock = (ctx: LockContext) => {
   const readManifest = (reference: string) =>
     Effect.flatMap(registry.getManifest(repository, reference), (m) =>
       Option.isNone(m)
-        ? Effect.succeed(Option.none<{ readonly digest: Digest; readonly record: LockRecord }>())
-        : Effect.map(readLock(m.value.bytes, m.value.digest), (record) => Option.some({ digest: m.value.digest, record })))
+        ? Effect.succeed(Option.none<{ readonly digest: Digest; readonly bytes: Uint8Array; readonly record: LockRecord }>())
+        : Effect.map(readLock(m.value.bytes, m.value.digest), (record) =>
+          Option.some({ digest: m.value.digest, bytes: m.value.bytes, record })))
 
   // Remove a manifest we own (or that is provably dead) by digest; on registries without DELETE,
   // re-point `tags` that still point at it to the released marker.
@@ -171,6 +176,7 @@ export const makeLock = (ctx: LockContext) => {
           Effect.catchTag("CorruptState", () =>
             Effect.succeed(Option.some({
               digest: "" as Digest,
+              bytes: new Uint8Array(0),
               record: { info: LockInfo.make({ ID: "unreadable" }), workspace: undefined, candidate: tag, expiresAt: undefined }
             })))
         )
@@ -192,30 +198,33 @@ export const makeLock = (ctx: LockContext) => {
       const expiresAt = ctx.ttlMillis > 0 ? now + ctx.ttlMillis : undefined
       const candidate = `${candidatePrefix(ws)}${Crypto.randomBytes(8).toString("hex")}`
       const bytes = encodeLock({ workspace: ws.name, info, candidate, expiresAt, now })
-      const digest = yield* publish(candidate, bytes)
+      const digest = Digest.sha256(bytes)
+      // From the first byte sent, any failure withdraws the candidate (which may have landed
+      // even if its PUT reported an error), so it can never block others.
       const withdraw = retire(ws, digest, [candidate])
       const outcome = yield* Effect.gen(function*() {
-        const [tags, current] = yield* Effect.all([listCandidates(ws), readManifest(ws.lock)], { concurrency: 2 })
+        // Reading `locked-` does not need to follow our write (it only finds ghoten holders and
+        // names the holder), so it overlaps with it: the uncontended path is 3 round trips.
+        const [, current] = yield* Effect.all([publish(candidate, bytes), readManifest(ws.lock)], { concurrency: 2 })
+        const foreign = Option.isSome(current) && current.value.record.candidate === undefined &&
+          isLive(current.value.record, yield* Clock.currentTimeMillis)
+        if (Option.isSome(current) && foreign) return { _tag: "Held", info: current.value.record.info, rivals: 0 } as const
+        // The listing must follow our write: that order is what the safety argument rests on.
+        const tags = yield* listCandidates(ws)
         const checkedAt = yield* Clock.currentTimeMillis
         const rivals = yield* liveRivals(ws, tags.filter((t) => t !== candidate), checkedAt)
         if (rivals.length > 0) {
           const holder = Option.isSome(current)
-            ? rivals.find((r) => r.digest === current.value.digest || r.tag === current.value.record.candidate)
+            ? rivals.find((r) => r.tag === current.value.record.candidate)
             : undefined
           return holder !== undefined
-            ? { _tag: "Held", info: holder.record.info } as const
-            : { _tag: "Contended", info: rivals[0]!.record.info } as const
+            ? { _tag: "Held", info: holder.record.info, rivals: rivals.length } as const
+            : { _tag: "Contended", info: rivals[0]!.record.info, rivals: rivals.length } as const
         }
-        if (Option.isSome(current)) {
-          const record = current.value.record
-          // A lock written by our protocol whose candidate is gone or expired is stale; a foreign
-          // (ghoten) lock counts until its own lease says otherwise.
-          if (record.candidate === undefined && isLive(record, checkedAt)) {
-            return { _tag: "Held", info: record.info } as const
-          }
-        }
-        yield* publish(ws.lock, bytes)
-        return { _tag: "Acquired", holder: { lockId: info.ID, info, candidate, digest, expiresAt } } as const
+        // A lock at `locked-` written by our protocol whose candidate is gone or expired is stale.
+        const published = encodeLock({ workspace: ws.name, info, candidate, expiresAt, now, published: true })
+        const publishedDigest = yield* publish(ws.lock, published)
+        return { _tag: "Acquired", holder: { lockId: info.ID, info, candidate, digest, publishedDigest, expiresAt } } as const
       }).pipe(Effect.onError(() => Effect.ignore(withdraw)))
       if (outcome._tag !== "Acquired") yield* withdraw
       return outcome
@@ -250,17 +259,30 @@ export const makeLock = (ctx: LockContext) => {
         return yield* new LockConflict({ workspace: ws.name, info: held.info })
       }
       for (let round = 1;; round++) {
-        const outcome = yield* attempt(ws, info)
+        const startedAt = yield* Clock.currentTimeMillis
+        // An attempt uses a fresh candidate, so one that failed transiently can simply be made again.
+        const outcome = yield* attempt(ws, info).pipe(
+          Effect.catchTag("TransientRegistry", (error) =>
+            round < ctx.maxRounds ? Effect.succeed({ _tag: "Retry" } as const) : Effect.fail(error))
+        )
         switch (outcome._tag) {
+          case "Retry":
+            yield* Effect.sleep(Duration.millis(yield* Random.nextIntBetween(1, 25 * 2 ** Math.min(round, 6))))
+            break
           case "Acquired":
             ctx.holders.set(ws.wsTag, outcome.holder)
             return info.ID
           case "Held":
             return yield* new LockConflict({ workspace: ws.name, info: outcome.info })
-          case "Contended":
+          case "Contended": {
             if (round >= ctx.maxRounds) return yield* new LockConflict({ workspace: ws.name, info: outcome.info })
-            // Exponential backoff with full jitter, from 25 ms.
-            yield* Effect.sleep(Duration.millis(yield* Random.nextIntBetween(1, 25 * 2 ** Math.min(round, 6))))
+            // Contenders that saw each other all withdrew. Back off with full jitter over a window
+            // that grows with the number of rivals and with how long an attempt takes here, so
+            // that the next attempts rarely overlap (as in CSMA).
+            const attemptMillis = Math.max(5, (yield* Clock.currentTimeMillis) - startedAt)
+            const window = (outcome.rivals + 1) * attemptMillis * 2 ** Math.min(round - 1, 4)
+            yield* Effect.sleep(Duration.millis(yield* Random.nextIntBetween(1, Math.max(2, Math.ceil(window)))))
+          }
         }
       }
     }).pipe(Effect.withSpan("StateManager.lock", { attributes: { workspace: ws.name } }))
@@ -273,15 +295,15 @@ export const makeLock = (ctx: LockContext) => {
           Effect.fail(new InconsistentRead({ workspace: ws.name, reason: `the lock cannot be read: ${e.reason}` })))
       )
       if (Option.isNone(found)) return Option.none<CurrentLock>()
-      const { digest, record } = found.value
+      const { bytes, digest, record } = found.value
       const now = yield* Clock.currentTimeMillis
       if (!isLive(record, now)) return Option.none<CurrentLock>()
-      if (record.candidate === undefined) return Option.some({ digest, record, candidateDigest: undefined })
+      if (record.candidate === undefined) return Option.some({ digest, bytes, record, candidateDigest: undefined })
       // Ours: live only while its candidate is (it may have been renewed since `locked-` was written).
       const candidate = yield* readManifest(record.candidate).pipe(Effect.catchTag("CorruptState", () => Effect.succeedNone))
       if (Option.isNone(candidate) || !isLive(candidate.value.record, now)) return Option.none<CurrentLock>()
       if (candidate.value.record.info.ID !== record.info.ID) return Option.none<CurrentLock>()
-      return Option.some({ digest, record: candidate.value.record, candidateDigest: candidate.value.digest })
+      return Option.some({ digest, bytes, record: candidate.value.record, candidateDigest: candidate.value.digest })
     })
 
   const release = (ws: WorkspaceTags, lockId: string) =>
@@ -291,26 +313,45 @@ export const makeLock = (ctx: LockContext) => {
         if (held.lockId !== lockId) {
           return yield* new LockIdMismatch({ workspace: ws.name, given: lockId, held: held.lockId })
         }
-        yield* retire(ws, held.digest, [held.candidate, ws.lock])
+        // `locked-` first: a successor can only publish after our candidate is gone, so our
+        // delete of `locked-` never races with its write.
+        yield* retire(ws, held.publishedDigest, [ws.lock])
+        yield* retire(ws, held.digest, [held.candidate])
         ctx.holders.delete(ws.wsTag)
         return
       }
-      const found = yield* current(ws)
+      // Released by another process (Terraform's UNLOCK can reach another server): read `locked-`.
+      const found = yield* readManifest(ws.lock).pipe(
+        Effect.catchTag("CorruptState", (e) =>
+          Effect.fail(new InconsistentRead({ workspace: ws.name, reason: `the lock cannot be read: ${e.reason}` })))
+      )
       // Releasing a lock that is no longer held is a success: retries of a lost UNLOCK land here.
-      if (Option.isNone(found)) return
-      const { candidateDigest, digest, record } = found.value
+      if (Option.isNone(found) || found.value.record.info.ID === "") return
+      const { bytes, digest, record } = found.value
       if (record.info.ID !== lockId) {
         return yield* new LockIdMismatch({ workspace: ws.name, given: lockId, held: record.info.ID })
       }
-      yield* removeLock(ws, digest, candidateDigest, record)
+      yield* removeLock(ws, digest, bytes, record)
     }).pipe(Effect.withSpan("StateManager.unlock", { attributes: { workspace: ws.name } }))
 
-  const removeLock = (ws: WorkspaceTags, digest: Digest, candidateDigest: Digest | undefined, record: LockRecord) =>
+  // Remove the lock published at `locked-` (digest, bytes) and its candidate.
+  const removeLock = (ws: WorkspaceTags, digest: Digest, bytes: Uint8Array, record: LockRecord) =>
     Effect.gen(function*() {
-      if (candidateDigest !== undefined && candidateDigest !== digest && record.candidate !== undefined) {
-        yield* retire(ws, candidateDigest, [record.candidate])
+      yield* retire(ws, digest, [ws.lock])
+      if (record.candidate === undefined) return
+      // The candidate's digest follows from the published copy; if the candidate was renewed since
+      // (another digest), find it by tag — but only remove it if it is the same lock.
+      const candidateBytes = candidateBytesOf(bytes)
+      if (candidateBytes !== undefined) {
+        const removed = yield* registry.deleteManifest(repository, Digest.sha256(candidateBytes)).pipe(
+          Effect.catchTag("Unsupported", () => Effect.as(retire(ws, Digest.sha256(candidateBytes), [record.candidate!]), true))
+        )
+        if (removed) return
       }
-      yield* retire(ws, digest, record.candidate === undefined ? [ws.lock] : [record.candidate, ws.lock])
+      const candidate = yield* readManifest(record.candidate).pipe(Effect.catchTag("CorruptState", () => Effect.succeedNone))
+      if (Option.isSome(candidate) && candidate.value.record.info.ID === record.info.ID) {
+        yield* retire(ws, candidate.value.digest, [record.candidate])
+      }
     })
 
   /** Remove whatever lock is held, reporting whom it removed. */
@@ -318,11 +359,15 @@ export const makeLock = (ctx: LockContext) => {
     Effect.gen(function*() {
       const found = yield* current(ws)
       if (Option.isNone(found)) return Option.none<LockInfo.LockInfo>()
-      const { candidateDigest, digest, record } = found.value
+      const { bytes, candidateDigest, digest, record } = found.value
       if (expectedId !== undefined && expectedId !== "" && record.info.ID !== expectedId) {
         return yield* new LockIdMismatch({ workspace: ws.name, given: expectedId, held: record.info.ID })
       }
-      yield* removeLock(ws, digest, candidateDigest, record)
+      yield* removeLock(ws, digest, bytes, record)
+      if (candidateDigest !== undefined && record.candidate !== undefined) {
+        // The candidate we saw live (maybe renewed since `locked-` was written): remove it too.
+        yield* retire(ws, candidateDigest, [record.candidate])
+      }
       const held = ctx.holders.get(ws.wsTag)
       if (held !== undefined && held.lockId === record.info.ID) ctx.holders.delete(ws.wsTag)
       return Option.some(record.info)
@@ -378,12 +423,17 @@ export const makeLock = (ctx: LockContext) => {
         return yield* new LockLost({ workspace: ws.name, lockId, reason: "the lock was removed or taken over" })
       }
       const expiresAt = now + ctx.ttlMillis
-      const bytes = encodeLock({ workspace: ws.name, info: held.info, candidate: held.candidate, expiresAt, now })
-      const digest = yield* publish(held.candidate, bytes)
+      const lease = { workspace: ws.name, info: held.info, candidate: held.candidate, expiresAt, now }
+      const digest = yield* publish(held.candidate, encodeLock(lease))
       ctx.holders.set(ws.wsTag, { ...held, digest, expiresAt })
+      // Refresh the published copy only while it is still ours (never overwrite a successor's).
       const published = yield* registry.resolveManifest(repository, ws.lock)
-      if (Option.isSome(published) && published.value.digest === held.digest) yield* publish(ws.lock, bytes)
-      // The superseded lease manifest is garbage now (nothing points at it any more).
+      if (Option.isSome(published) && published.value.digest === held.publishedDigest) {
+        const publishedDigest = yield* publish(ws.lock, encodeLock({ ...lease, published: true }))
+        ctx.holders.set(ws.wsTag, { ...held, digest, expiresAt, publishedDigest })
+        yield* Effect.ignore(registry.deleteManifest(repository, held.publishedDigest))
+      }
+      // The superseded lease manifests are garbage now (no tag points at them any more).
       yield* Effect.ignore(registry.deleteManifest(repository, held.digest))
     }).pipe(Effect.withSpan("StateManager.renewLease", { attributes: { workspace: ws.name } }))
 
@@ -393,6 +443,7 @@ export const makeLock = (ctx: LockContext) => {
 /** @internal */
 export interface CurrentLock {
   readonly digest: Digest
+  readonly bytes: Uint8Array
   readonly record: LockRecord
   readonly candidateDigest: Digest | undefined
 }

@@ -11,12 +11,18 @@ import * as Schema from "effect/Schema"
 import { CorruptState } from "../../Errors.js"
 import * as LockInfo from "../../LockInfo.js"
 import { Annotation, ArtifactType, createdTimestamp, formatRevision } from "../../WireFormat.js"
-import { emptyConfig, encodeManifest, parseManifest } from "./manifest.js"
+import { type Descriptor, emptyConfig, encodeManifest, parseManifest } from "./manifest.js"
 
 /** @internal */
 export const CandidateAnnotation = {
   candidate: "io.oras-state.lock.candidate",
-  expires: "io.oras-state.lock.expires"
+  expires: "io.oras-state.lock.expires",
+  /**
+   * On the copy published at `locked-<wsTag>`: it makes that copy's digest differ from the
+   * candidate's, so deleting one never removes the other tag (distribution 2.8 races when a digest
+   * delete removes a tag that is being re-written).
+   */
+  role: "io.oras-state.lock.role"
 } as const
 
 /** What a lock manifest says. @internal */
@@ -37,6 +43,8 @@ export const encodeLock = (options: {
   readonly candidate: string
   readonly expiresAt: number | undefined
   readonly now: number
+  /** The copy for `locked-<wsTag>`. */
+  readonly published?: boolean | undefined
 }): Uint8Array => {
   // ghoten G3 generation JSON: lease_expiry in Unix nanoseconds (beyond 2^53, so built as text).
   const lease = options.expiresAt === undefined ? "" : `,"lease_expiry":${BigInt(options.expiresAt) * 1_000_000n}`
@@ -52,9 +60,33 @@ export const encodeLock = (options: {
       [Annotation.lockGeneration]: generation,
       [Annotation.format]: formatRevision,
       [CandidateAnnotation.candidate]: options.candidate,
-      ...(options.expiresAt === undefined ? {} : { [CandidateAnnotation.expires]: String(options.expiresAt) })
+      ...(options.expiresAt === undefined ? {} : { [CandidateAnnotation.expires]: String(options.expiresAt) }),
+      ...(options.published === true ? { [CandidateAnnotation.role]: "published" } : {})
     }
   })
+}
+
+/**
+ * The candidate manifest a published copy was made from (our encoding is canonical, so dropping
+ * the role annotation and re-encoding gives the candidate's exact bytes), or `undefined` when the
+ * bytes are not a published copy of ours.
+ *
+ * @internal
+ */
+export const candidateBytesOf = (published: Uint8Array): Uint8Array | undefined => {
+  try {
+    const json = JSON.parse(new TextDecoder().decode(published)) as {
+      artifactType?: string
+      layers?: ReadonlyArray<Descriptor>
+      annotations?: Record<string, string>
+    }
+    const annotations = { ...json.annotations }
+    if (annotations[CandidateAnnotation.role] !== "published" || json.layers === undefined) return undefined
+    delete annotations[CandidateAnnotation.role]
+    return encodeManifest({ artifactType: json.artifactType ?? ArtifactType.lock, layers: json.layers, annotations })
+  } catch {
+    return undefined
+  }
 }
 
 /** The released marker (as ghoten G3 writes it): a lock manifest with an empty ID. @internal */
