@@ -4,14 +4,21 @@
  *
  * - `get`: one manifest GET by tag and one blob GET; layer digest and size verified; artifact and
  *   media types checked strictly; gzip decoded streaming; `maxStateSize` enforced on the decoded
- *   size as it streams.
+ *   size as it streams (and before downloading, when the layer's size already says it is over);
+ *   a manifest without layers is no state.
+ * - Workspaces sharing a tag (a literal `ws-<hash>` name and the hashed name it equals) never read,
+ *   overwrite or delete each other's content: the workspace annotation is checked on every read
+ *   and before every deletion.
  * - `put`: refuses over-size state before uploading; blob POST+PUT and one manifest PUT by tag
  *   (plus the empty config blob once per process), the version tag when versioning is on, and one
  *   fence request when writing under a lock. A transient failure of the tag PUT is *observed*
  *   (resolved), never blindly re-sent. Every state manifest records its parent digest.
  * - Versions: numbered by the `org.terraform.state.version` annotation of the current state (a tag
- *   scan only when a legacy state lacks it); `restore(n)` rolls forward (a new version with the
- *   bytes of n). Retention (`maxVersions`) runs in supervised fibers owned by the backend's scope,
+ *   scan only when a legacy state lacks it, or when there is no state: a history whose state was
+ *   deleted continues instead of being overwritten from 1); a failed read fails the put, numbering
+ *   never restarts silently. `restore(n)` rolls forward (a new version with the bytes of n). Old
+ *   ghoten version tags `state-<wsTag>-v<N>` count only where their workspace annotation proves
+ *   them (they may be the state of workspace `<name>-v<N>`). Retention (`maxVersions`) runs in supervised fibers owned by the backend's scope,
  *   costs O(pruned) requests after one tag scan per workspace and process, never fails a put that
  *   landed (it logs and retries with the next put), and `awaitRetention` waits for it.
  * - Locks: see `internal/state/lock.ts` for the protocol and its safety argument.
@@ -27,6 +34,7 @@ import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Digest from "./Digest.js"
@@ -34,9 +42,12 @@ import {
   CorruptState,
   type InconsistentRead,
   InvalidReference,
+  isOrasStateError,
+  isTransientRegistry,
   LockConflict,
   type LockIdMismatch,
   type LockLost,
+  RegistryError,
   type RegistryFailure,
   StateTooLarge,
   type Unsupported
@@ -46,6 +57,7 @@ import { type Holder, makeLock } from "./internal/state/lock.js"
 import {
   emptyConfigBytes,
   encodeManifest,
+  parseManifest,
   readStateManifest,
   type StateManifest
 } from "./internal/state/manifest.js"
@@ -257,15 +269,18 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
     >()
     const heldLockId = (ws: WorkspaceTags) => holders.get(ws.wsTag)?.lockId
     const retentionState = new Map<string, RetentionState>()
-    const mutex = new Map<string, Effect.Semaphore>()
-    const serialized = (ws: WorkspaceTags) => {
-      let semaphore = mutex.get(ws.wsTag)
+    const semaphoreOf = (map: Map<string, Effect.Semaphore>, key: string) => {
+      let semaphore = map.get(key)
       if (semaphore === undefined) {
         semaphore = Effect.unsafeMakeSemaphore(1)
-        mutex.set(ws.wsTag, semaphore)
+        map.set(key, semaphore)
       }
-      return semaphore.withPermits(1)
+      return semaphore
     }
+    // Writes of one workspace are serialized within the process, and so are its retention runs.
+    const writeMutex = new Map<string, Effect.Semaphore>()
+    const serialized = (ws: WorkspaceTags) => semaphoreOf(writeMutex, ws.wsTag).withPermits(1)
+    const retentionMutex = new Map<string, Effect.Semaphore>()
 
     const readState = (ws: WorkspaceTags, reference: string) =>
       Effect.gen(function*() {
@@ -282,15 +297,22 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
         return Option.some({ digest: manifest.value.digest, state })
       })
 
+    // A manifest without layers means "no state" (as ghoten reads it).
     const loadPayload = (found: { readonly digest: Digest.Digest; readonly state: StateManifest }) =>
       Effect.gen(function*() {
         const { digest, state } = found
-        if (state.layer === undefined) {
-          return { data: new Uint8Array(0), md5: md5(new Uint8Array(0)), digest, version: state.version, updatedAt: state.updatedAt }
-        }
+        if (state.layer === undefined) return Option.none<StatePayload>()
         const layer = state.layer.descriptor
         if (state.layer.kind === "raw" && layer.size > maxStateSize) {
           return yield* new StateTooLarge({ size: layer.size, limit: maxStateSize })
+        }
+        if (state.layer.kind === "gzip") {
+          // Refused before downloading: a recorded size over the limit, or a compressed size that
+          // no state within the limit can have (deflate expands by at most ~0.03% plus headers).
+          if (state.uncompressedSize !== undefined && state.uncompressedSize > maxStateSize) {
+            return yield* new StateTooLarge({ size: state.uncompressedSize, limit: maxStateSize })
+          }
+          if (layer.size > maxGzipSize(maxStateSize)) return yield* new StateTooLarge({ limit: maxStateSize })
         }
         const data = yield* decodeState(
           registry.getBlob(repository, { digest: layer.digest, size: layer.size }),
@@ -304,47 +326,50 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
         if (state.layer.kind === "gzip" && state.uncompressedSize !== undefined && state.uncompressedSize !== data.byteLength) {
           return yield* new CorruptState({ digest: layer.digest, reason: "decompressed size differs from the recorded one" })
         }
-        return { data, md5: md5(data), digest, version: state.version, updatedAt: state.updatedAt }
+        return Option.some<StatePayload>({ data, md5: md5(data), digest, version: state.version, updatedAt: state.updatedAt })
       })
 
-    // A legacy state (ghoten G2) carries no version annotation: the highest version tag numbers it.
-    const legacyVersion = (ws: WorkspaceTags) =>
+    // The highest version number among the version tags: numbers a state that carries no version
+    // annotation (ghoten G2) or continues the history after the state itself was deleted.
+    const highestVersionTag = (ws: WorkspaceTags) =>
       Effect.map(versionTags(ws), (tags) => tags.reduce((max, t) => Math.max(max, t.version), 0))
 
-    const versionTags = (ws: WorkspaceTags) =>
-      registry.listTags(repository).pipe(
-        Stream.runCollect,
-        Effect.flatMap((chunk) => {
-          const tags = Chunk.toArray(chunk)
-          const modern = tags.flatMap((tag) => {
-            const version = WireFormat.parseVersionTag(ws.wsTag, tag)
-            return version === undefined ? [] : [{ tag, version, legacy: false }]
-          })
-          const legacy = tags.flatMap((tag) => {
-            const version = WireFormat.parseLegacyVersionTag(ws.wsTag, tag)
-            return version === undefined ? [] : [{ tag, version }]
-          })
-          // `state-<ws>-v<N>` is also the state tag of workspace `<ws>-v<N>`: only the workspace
-          // annotation tells them apart.
-          return Effect.map(
-            Effect.forEach(legacy, (candidate) =>
-              Effect.map(
-                Effect.either(readStateManifestOf(candidate.tag)),
-                (read) =>
-                  read._tag === "Right" && Option.isSome(read.right) && read.right.value.workspace === ws.name
-                    ? [{ ...candidate, legacy: true }]
-                    : []
-              ), { concurrency }),
-            (verified) => [...modern, ...verified.flat()]
-          )
-        })
+    const allTags = Effect.map(Stream.runCollect(registry.listTags(repository)), Chunk.toArray)
+
+    const versionTags = (ws: WorkspaceTags) => Effect.flatMap(allTags, (tags) => versionTagsIn(ws, tags))
+
+    // The version tags of a workspace among `tags`, matched exactly: `stver-<wsTag>-v<N>`, and the
+    // old `state-<wsTag>-v<N>` only when its workspace annotation proves it (it is also the state
+    // tag of workspace `<name>-v<N>`). Only unreadable content is skipped; a failed request fails
+    // the whole scan, so that a transient error never makes versions disappear (or numbering
+    // restart, ghoten's `currentStateVersion` bug).
+    const versionTagsIn = (ws: WorkspaceTags, tags: ReadonlyArray<string>) => {
+      const modern = tags.flatMap((tag) => {
+        const version = WireFormat.parseVersionTag(ws.wsTag, tag)
+        return version === undefined ? [] : [{ tag, version, legacy: false }]
+      })
+      const legacy = tags.flatMap((tag) => {
+        const version = WireFormat.parseLegacyVersionTag(ws.wsTag, tag)
+        return version === undefined ? [] : [{ tag, version, legacy: true }]
+      })
+      return Effect.map(
+        Effect.forEach(legacy, (candidate) =>
+          readStateManifestOf(candidate.tag).pipe(
+            Effect.catchTag("CorruptState", () => Effect.succeedNone),
+            Effect.map((read) =>
+              Option.isSome(read) && read.value.workspace === ws.name ? [candidate] : []
+            )
+          ), { concurrency }),
+        (verified) => [...modern, ...verified.flat()]
       )
+    }
 
     const readStateManifestOf = (tag: string) =>
       Effect.flatMap(registry.getManifest(repository, tag), (m) =>
         Option.isNone(m)
           ? Effect.succeedNone
-          : Effect.map(readStateManifest(m.value.bytes, m.value.digest), Option.some))
+          : Effect.map(readStateManifest(m.value.bytes, m.value.digest), (state) =>
+            Option.some({ digest: m.value.digest, state, workspace: state.workspace })))
 
     const publishTag = (tag: string, bytes: Uint8Array, digest: Digest.Digest) =>
       registry.putManifest(repository, tag, { mediaType: MediaType.ociManifest, bytes }).pipe(
@@ -371,9 +396,11 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
             digest: found.digest,
             version: found.state.version
           }))
+        // Without a current state, versions may still exist (the state was deleted): continue
+        // their numbering rather than overwrite version 1.
         const parentVersion = Option.isNone(parent)
-          ? 0
-          : parent.value.version ?? (yield* legacyVersion(ws))
+          ? (versioning ? yield* highestVersionTag(ws) : 0)
+          : parent.value.version ?? (yield* highestVersionTag(ws))
         const version = parentVersion + 1
         const encoded = yield* encodeState(data, compression)
         yield* ensureConfig
@@ -410,51 +437,76 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
     interface RetentionState {
       scanned: boolean
       lowWater: number
-      readonly pending: Set<number>
+      /**
+       * Tags still to prune once their version is under the threshold, other than the
+       * `stver-<wsTag>-v<N>` the incremental path derives by itself: old-form tags found by the
+       * scan, and tags whose pruning failed (retried with the next put).
+       */
+      readonly extra: Map<number, Set<string>>
       unsupported: boolean
     }
 
+    const addTag = (map: Map<number, Set<string>>, version: number, tag: string) => {
+      const tags = map.get(version)
+      if (tags === undefined) map.set(version, new Set([tag]))
+      else tags.add(tag)
+    }
+
     // Retention for the newest version: delete versions ≤ newest - K. The first run per workspace
-    // and process scans the tags (catching leftovers of crashed processes); later runs only touch
-    // the versions that just expired and the ones that failed before: O(pruned) requests.
+    // and process scans the tags (catching leftovers of crashed processes and old-form tags);
+    // later runs only touch the versions that just expired and the ones that failed before:
+    // O(pruned) requests. Runs of one workspace are serialized.
     const pruneVersions = (ws: WorkspaceTags, newest: number, newestDigest: Digest.Digest): Effect.Effect<void> =>
       Effect.gen(function*() {
         let state = retentionState.get(ws.wsTag)
         if (state === undefined) {
-          state = { scanned: false, lowWater: 0, pending: new Set(), unsupported: false }
+          state = { scanned: false, lowWater: 0, extra: new Map(), unsupported: false }
           retentionState.set(ws.wsTag, state)
         }
-        if (state.unsupported) return
+        const st = state
+        if (st.unsupported) return
         const threshold = newest - maxVersions
         if (threshold < 1) return
-        const candidates = new Map<number, ReadonlyArray<string>>()
-        const addCandidate = (version: number, tag: string) =>
-          candidates.set(version, [...(candidates.get(version) ?? []), tag])
-        if (!state.scanned) {
-          for (const t of yield* versionTags(ws)) if (t.version <= threshold) addCandidate(t.version, t.tag)
-          state.scanned = true
+        const candidates = new Map<number, Set<string>>()
+        if (!st.scanned) {
+          for (const t of yield* versionTags(ws)) {
+            if (t.version <= threshold) addTag(candidates, t.version, t.tag)
+            else if (t.legacy) addTag(st.extra, t.version, t.tag)
+          }
+          st.scanned = true
         } else {
-          for (let v = state.lowWater + 1; v <= threshold; v++) addCandidate(v, WireFormat.versionTag(ws.wsTag, v))
-          for (const v of state.pending) if (!candidates.has(v)) addCandidate(v, WireFormat.versionTag(ws.wsTag, v))
+          for (let v = st.lowWater + 1; v <= threshold; v++) addTag(candidates, v, WireFormat.versionTag(ws.wsTag, v))
         }
-        state.lowWater = Math.max(state.lowWater, threshold)
-        const st = state
-        yield* Effect.forEach(candidates, ([version, tags]) =>
-          Effect.forEach(tags, (tag) => pruneTag(tag, newestDigest)).pipe(
-            Effect.tap(() => Effect.sync(() => st.pending.delete(version))),
+        for (const [version, tags] of st.extra) {
+          if (version > threshold) continue
+          for (const tag of tags) addTag(candidates, version, tag)
+          st.extra.delete(version)
+        }
+        st.lowWater = Math.max(st.lowWater, threshold)
+        const work = [...candidates].flatMap(([version, tags]) => [...tags].map((tag) => [version, tag] as const))
+        yield* Effect.forEach(work, ([version, tag]) =>
+          pruneTag(tag, newestDigest).pipe(
             Effect.catchAll((error) =>
               Effect.gen(function*() {
+                // Without DELETE and without a fallback, retention cannot work: stop trying.
                 if (error._tag === "Unsupported") st.unsupported = true
-                else st.pending.add(version)
-                yield* Effect.logWarning(`retention: version ${version} of ${ws.name} not pruned`, error)
+                else addTag(st.extra, version, tag)
+                yield* Effect.logWarning(
+                  error._tag === "Unsupported"
+                    ? `retention of ${ws.name} stopped: the registry cannot delete manifests and no delete fallback is configured`
+                    : `retention: version ${version} of ${ws.name} not pruned; retried with the next put`,
+                  error
+                )
               })
             )
           ), { concurrency: 4, discard: true })
       }).pipe(
         Effect.catchAll((error) => Effect.logWarning(`retention of ${ws.name} failed; retried with the next put`, error)),
+        semaphoreOf(retentionMutex, ws.wsTag).withPermits(1),
         Effect.withSpan("StateManager.retention", { attributes: { workspace: ws.name } })
       )
 
+    // Delete a version tag's manifest unless it is the current state.
     const pruneTag = (tag: string, keep: Digest.Digest) =>
       Effect.gen(function*() {
         const resolved = yield* registry.resolveManifest(repository, tag)
@@ -462,13 +514,20 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
         yield* deleteDigest(tag, resolved.value.digest)
       })
 
-    const deleteDigest = (tag: string, digest: Digest.Digest) =>
+    // DELETE by digest; on registries that answer 405, the configured fallback (GitHub Packages
+    // API). A failing fallback is a registry failure (retried later), not `Unsupported`.
+    const deleteDigest = (tag: string, digest: Digest.Digest): Effect.Effect<void, RegistryFailure | Unsupported> =>
       registry.deleteManifest(repository, digest).pipe(
         Effect.asVoid,
-        Effect.catchTag("Unsupported", (unsupported) =>
-          options.deleteFallback === undefined
+        Effect.catchTag("Unsupported", (unsupported): Effect.Effect<void, RegistryFailure | Unsupported> => {
+          const fallback = options.deleteFallback
+          return fallback === undefined
             ? Effect.fail(unsupported)
-            : Effect.asVoid(Effect.mapError(options.deleteFallback(tag, digest), () => unsupported)))
+            : fallback(tag, digest).pipe(
+              Effect.mapError((cause: unknown) => fallbackFailure(cause)),
+              Effect.asVoid
+            )
+        })
       )
 
     const stateManager = (name: string) =>
@@ -479,28 +538,26 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
             lastSeen.delete(ws.wsTag)
             return Option.none<StatePayload>()
           }
-          const payload = yield* loadPayload(found.value)
           lastSeen.set(ws.wsTag, { digest: found.value.digest, version: found.value.state.version, lockId: heldLockId(ws) })
-          return Option.some(payload)
+          return yield* loadPayload(found.value)
         }).pipe(Effect.withSpan("StateManager.get", { attributes: { workspace: ws.name } }))
 
         const getVersion = (version: number) =>
           Effect.gen(function*() {
-            if (!Number.isSafeInteger(version) || version < 1) return Option.none<StatePayload>()
-            for (const tag of [WireFormat.versionTag(ws.wsTag, version), WireFormat.legacyVersionTag(ws.wsTag, version)]) {
-              const found = yield* Effect.either(readState(ws, tag))
-              // A legacy tag owned by another workspace is not our version: skip it.
-              if (found._tag === "Left") {
-                if (tag.startsWith("state-")) continue
-                return yield* found.left
-              }
-              if (Option.isSome(found.right)) return Option.some(yield* loadPayload(found.right.value))
+            if (!Number.isSafeInteger(version) || version < 1 || version > WireFormat.maxVersion) {
+              return Option.none<StatePayload>()
             }
+            const found = yield* readState(ws, WireFormat.versionTag(ws.wsTag, version))
+            if (Option.isSome(found)) return yield* loadPayload(found.value)
+            // The old form `state-<wsTag>-v<N>` is a version of ours only if its workspace
+            // annotation says so: it may be the state of workspace `<name>-v<N>`.
+            const legacy = yield* readStateManifestOf(WireFormat.legacyVersionTag(ws.wsTag, version)).pipe(
+              Effect.catchTag("CorruptState", () => Effect.succeedNone)
+            )
+            if (Option.isSome(legacy) && legacy.value.state.workspace === ws.name) return yield* loadPayload(legacy.value)
             // The current state carries its number even if its version tag was never written.
             const current = yield* readState(ws, ws.state)
-            if (Option.isSome(current) && current.value.state.version === version) {
-              return Option.some(yield* loadPayload(current.value))
-            }
+            if (Option.isSome(current) && current.value.state.version === version) return yield* loadPayload(current.value)
             return Option.none<StatePayload>()
           }).pipe(Effect.withSpan("StateManager.getVersion", { attributes: { workspace: ws.name, version } }))
 
@@ -508,19 +565,23 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
           const tags = yield* versionTags(ws)
           const current = yield* readState(ws, ws.state)
           const byVersion = new Map<number, VersionInfo>()
+          // Unreadable versions (or ones another workspace owns) are left out; a failed request
+          // fails the listing rather than silently shortening it.
           const infos = yield* Effect.forEach(tags, (t) =>
-            Effect.map(Effect.either(readState(ws, t.tag)), (read) => {
-              if (read._tag === "Left" || Option.isNone(read.right)) return undefined
-              const { digest, state } = read.right.value
+            Effect.map(readState(ws, t.tag).pipe(Effect.catchTag("CorruptState", () => Effect.succeedNone)), (read) => {
+              if (Option.isNone(read)) return undefined
+              const { digest, state } = read.value
               return {
-                version: state.version ?? t.version,
+                // The tag's number: what `getVersion` looks up.
+                version: t.version,
                 digest,
                 size: state.layer?.descriptor.size ?? 0,
                 updatedAt: state.updatedAt,
                 current: Option.isSome(current) && current.value.digest === digest
               }
             }), { concurrency })
-          for (const info of infos) if (info !== undefined) byVersion.set(info.version, info)
+          // `tags` lists the `stver-` form first: walking backwards, it wins over the old form.
+          for (const info of [...infos].reverse()) if (info !== undefined) byVersion.set(info.version, info)
           if (Option.isSome(current) && current.value.state.version !== undefined && !byVersion.has(current.value.state.version)) {
             const { digest, state } = current.value
             byVersion.set(state.version!, {
@@ -544,28 +605,35 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
           }).pipe(Effect.withSpan("StateManager.restore", { attributes: { workspace: ws.name, version } }))
 
         const deleteState = Effect.gen(function*() {
-          const current = yield* registry.getManifest(repository, ws.state)
+          // Read strictly: the tag may hold another workspace whose name maps to the same tag.
+          const current = yield* readState(ws, ws.state)
           if (Option.isNone(current)) return false
-          const { bytes, digest } = current.value
+          const { digest, state } = current.value
           lastSeen.delete(ws.wsTag)
           // Untag where the registry can: the manifest may also be the current version.
           const untagged = yield* Effect.either(registry.deleteManifest(repository, ws.state))
           if (untagged._tag === "Right") return untagged.right
           if (untagged.left._tag !== "Unsupported") return yield* untagged.left
-          // Deleting by digest removes every tag on it: first move a version tag that shares the
-          // digest to a copy of the manifest (marked detached), so history survives.
-          const state = yield* readStateManifest(bytes, digest)
-          if (state.version !== undefined) {
-            const versionTag = WireFormat.versionTag(ws.wsTag, state.version)
-            const version = yield* registry.resolveManifest(repository, versionTag)
-            if (Option.isSome(version) && version.value.digest === digest) {
-              const copy = encodeManifest({
-                artifactType: state.manifest.artifactType ?? WireFormat.ArtifactType.state,
-                layers: state.manifest.layers,
-                annotations: { ...state.manifest.annotations, [WireFormat.Annotation.detached]: "true" }
-              })
-              yield* publishTag(versionTag, copy, Digest.sha256(copy))
-            }
+          // Deleting by digest removes every tag on it: first move the version tags that share the
+          // digest (ours, or ghoten's old form) to a copy of the manifest marked detached, with
+          // its annotations (`updated_at` included) unchanged, so history survives.
+          const versionTagsToCheck = state.version !== undefined
+            ? [
+              WireFormat.versionTag(ws.wsTag, state.version),
+              WireFormat.legacyVersionTag(ws.wsTag, state.version)
+            ]
+            : (yield* versionTags(ws)).map((t) => t.tag)
+          const sharing = yield* Effect.filter(versionTagsToCheck, (tag) =>
+            Effect.map(registry.resolveManifest(repository, tag), (r) =>
+              Option.isSome(r) && r.value.digest === digest), { concurrency })
+          if (sharing.length > 0) {
+            const copy = encodeManifest({
+              artifactType: state.manifest.artifactType ?? WireFormat.ArtifactType.state,
+              layers: state.manifest.layers,
+              annotations: { ...state.manifest.annotations, [WireFormat.Annotation.detached]: "true" }
+            })
+            const copyDigest = Digest.sha256(copy)
+            for (const tag of sharing) yield* publishTag(tag, copy, copyDigest)
           }
           yield* deleteDigest(ws.state, digest)
           return true
@@ -585,9 +653,19 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
                 ? effect(lockId)
                 : Effect.scoped(
                   Effect.gen(function*() {
-                    // Renew at a third of the lease; a lost lease interrupts the work.
+                    // Renew at a third of the lease; a lost lease interrupts the work. A transient
+                    // failure is retried (at most three times, a twelfth of the lease apart) while
+                    // the lease still has time left, rather than abandoning the work at once.
+                    const renewOnce = locks.renew(ws, lockId).pipe(
+                      Effect.retry({
+                        while: isTransientRegistry,
+                        schedule: Schedule.spaced(Duration.millis(Math.max(1, Math.floor(ttlMillis / 12)))).pipe(
+                          Schedule.intersect(Schedule.recurs(3))
+                        )
+                      })
+                    )
                     const renewer = yield* Effect.forkScoped(
-                      locks.renew(ws, lockId).pipe(
+                      renewOnce.pipe(
                         Effect.delay(Duration.millis(Math.max(1, Math.floor(ttlMillis / 3)))),
                         Effect.forever
                       )
@@ -599,7 +677,18 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
                     )
                   })
                 ),
-            (lockId) => Effect.ignore(locks.release(ws, lockId))
+            // A failed release must not hide the work's outcome, but it must not pass silently
+            // either: transient failures are retried briefly, anything left is logged.
+            (lockId) =>
+              locks.release(ws, lockId).pipe(
+                Effect.retry({
+                  while: isTransientRegistry,
+                  schedule: Schedule.exponential(Duration.millis(100)).pipe(Schedule.intersect(Schedule.recurs(3)))
+                }),
+                Effect.catchAll((error) =>
+                  Effect.logWarning(`withLock: releasing lock ${lockId} of ${ws.name} failed; it stays until removed or expired`, error)
+                )
+              )
           ).pipe(Effect.withSpan("StateManager.withLock", { attributes: { workspace: ws.name } }))
 
         return {
@@ -624,31 +713,39 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
       })
 
     const workspaces = Effect.gen(function*() {
-      const tags = Chunk.toArray(yield* Stream.runCollect(registry.listTags(repository)))
+      const tags = yield* allTags
       const stateTags = new Set(tags.filter((t) => t.startsWith("state-")))
       const names = yield* Effect.forEach([...stateTags], (tag) =>
         Effect.gen(function*() {
           const wsTag = tag.slice("state-".length)
-          const legacyVersion = /^(.*)-v([1-9][0-9]{0,9})$/.exec(wsTag)
-          const ambiguous = legacyVersion !== null && stateTags.has(`state-${legacyVersion[1]}`)
-          if (!wsTag.startsWith("ws-") && !ambiguous) return [wsTag]
-          // Hashed names live in the annotation; `state-foo-v2` next to `state-foo` may be a
-          // legacy version of foo or the state of workspace `foo-v2`: the annotation decides.
-          const read = yield* Effect.either(readStateManifestOf(tag))
-          if (read._tag === "Left") {
-            if (read.left._tag === "CorruptState") {
-              yield* Effect.logWarning(`workspace listing: ${tag} is not a readable state manifest`)
-              return ambiguous ? [] : [wsTag]
-            }
-            return yield* read.left
-          }
-          if (Option.isNone(read.right)) return []
-          const workspace = read.right.value.workspace
+          const versionForm = /^(.*)-v([1-9][0-9]{0,9})$/.exec(wsTag)
+          if (!wsTag.startsWith("ws-") && versionForm === null) return [wsTag]
+          // Hashed names live in the annotation. `state-foo-v2` may be an old-form version of
+          // `foo` (even an orphan one, after `foo`'s state was deleted) or the state of workspace
+          // `foo-v2`: the annotation decides; without one, it is a version when `state-foo`
+          // exists (ghoten's rule).
+          const ambiguous = versionForm !== null && stateTags.has(`state-${versionForm[1]}`)
+          const read = yield* readStateManifestOf(tag).pipe(
+            Effect.map(Option.map((found) => found.workspace)),
+            Effect.catchTag("CorruptState", () =>
+              Effect.as(
+                Effect.logWarning(`workspace listing: ${tag} is not a readable state manifest`),
+                Option.some(undefined)
+              ))
+          )
+          if (Option.isNone(read)) return []
+          const workspace = read.value
           if (workspace === undefined) return ambiguous ? [] : [wsTag]
           return WireFormat.workspaceTag(workspace) === wsTag ? [workspace] : []
         }), { concurrency })
       return [...new Set([defaultWorkspace, ...names.flat()])].sort()
     }).pipe(Effect.withSpan("StateBackend.workspaces"))
+
+    // The workspace a state or lock manifest names in its annotation, if it names one.
+    const annotatedWorkspace = (bytes: Uint8Array, digest: string) =>
+      Effect.map(Effect.option(parseManifest(bytes, digest)), (manifest) =>
+        Option.flatMap(manifest, (m) =>
+          Option.fromNullable(m.annotations?.[WireFormat.Annotation.workspace] ?? m.annotations?.[WireFormat.Annotation.legacyWorkspace])))
 
     const deleteWorkspace = (name: string, deleteOptions?: { readonly force?: boolean | undefined }) =>
       Effect.gen(function*() {
@@ -660,20 +757,43 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
         if (Option.isSome(held) && deleteOptions?.force !== true) {
           return yield* new LockConflict({ workspace: ws.name, info: held.value.record.info })
         }
-        const tags = Chunk.toArray(yield* Stream.runCollect(registry.listTags(repository)))
-        const legacy = (yield* versionTags(ws)).filter((t) => t.legacy).map((t) => t.tag)
+        const tags = yield* allTags
+        // Exact matches only (never a prefix: deleting `foo` must not touch `foo-v2` or `foo-vbar`).
+        const legacy = (yield* versionTagsIn(ws, tags)).filter((t) => t.legacy).map((t) => t.tag)
         const prefix = locks.candidatePrefix(ws)
-        const owned = tags.filter((t) => WireFormat.isWorkspaceTag(ws.wsTag, t) || t.startsWith(prefix))
-        const targets = [...new Set([...owned, ...legacy])]
-        // Resolve first, then delete each digest once (a digest delete removes all its tags).
-        const resolved = yield* Effect.forEach(targets, (tag) =>
-          Effect.map(registry.resolveManifest(repository, tag), (r) => Option.map(r, (d) => [tag, d.digest] as const)), { concurrency })
-        const digests = new Map<Digest.Digest, string>()
-        for (const r of resolved) if (Option.isSome(r)) digests.set(r.value[1], r.value[0])
-        yield* Effect.forEach(digests, ([digest, tag]) => deleteDigest(tag, digest), { concurrency: 4, discard: true })
+        const candidates = tags.filter((t) => t.startsWith(prefix))
+        const exact = tags.filter((t) => WireFormat.isWorkspaceTag(ws.wsTag, t))
+        // A tag of ours by name may hold another workspace whose name maps to the same tag (a
+        // literal `ws-…` name and a hashed one): its annotation proves ownership, or it is left alone.
+        const owned = yield* Effect.forEach([...new Set([...exact, ...legacy])], (tag) =>
+          Effect.gen(function*() {
+            const manifest = yield* registry.getManifest(repository, tag)
+            if (Option.isNone(manifest)) return []
+            const owner = yield* annotatedWorkspace(manifest.value.bytes, manifest.value.digest)
+            if (Option.isSome(owner) && owner.value !== ws.name) {
+              yield* Effect.logWarning(`deleting workspace ${ws.name}: ${tag} belongs to workspace ${owner.value}; left alone`)
+              return []
+            }
+            return [[tag, manifest.value.digest] as const]
+          }), { concurrency })
+        const lockCandidates = yield* Effect.forEach(candidates, (tag) =>
+          Effect.map(registry.resolveManifest(repository, tag), (r) =>
+            Option.isSome(r) ? [[tag, r.value.digest] as const] : []), { concurrency })
+        const isLockTag = (tag: string) => tag === ws.lock || tag === ws.unlocked
+        // State and versions first, the lock last: a failure midway leaves the workspace locked.
+        // Each digest is deleted once (a digest delete removes all its tags).
+        const phase = (entries: ReadonlyArray<readonly [string, Digest.Digest]>) => {
+          const digests = new Map<Digest.Digest, string>()
+          for (const [tag, digest] of entries) if (!digests.has(digest)) digests.set(digest, tag)
+          return Effect.forEach(digests, ([digest, tag]) => deleteDigest(tag, digest), { concurrency: 4, discard: true })
+        }
+        const ownedEntries = owned.flat()
+        yield* phase(ownedEntries.filter(([tag]) => !isLockTag(tag)))
+        yield* phase([...ownedEntries.filter(([tag]) => isLockTag(tag)), ...lockCandidates.flat()])
         lastSeen.delete(ws.wsTag)
-        holders.delete(ws.wsTag)
         retentionState.delete(ws.wsTag)
+        // Holders are keyed by tag: forget ours only (not the one of a name aliasing this tag).
+        if (holders.get(ws.wsTag)?.candidate.startsWith(prefix) === true) holders.delete(ws.wsTag)
       }).pipe(Effect.withSpan("StateBackend.deleteWorkspace", { attributes: { workspace: name } }))
 
     return {
@@ -684,6 +804,26 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
       awaitRetention: FiberSet.awaitEmpty(retention)
     } satisfies Service
   })
+
+// An upper bound of the gzip size of any state within `limit` (zlib's deflateBound plus the gzip
+// wrapper, rounded up generously): the gunzip input is buffered up to the layer size.
+const maxGzipSize = (limit: number) => limit + Math.ceil(limit / 1024) + 1024
+
+const registryFailureTags: ReadonlySet<string> = new Set([
+  "TransientRegistry",
+  "RegistryError",
+  "Unauthorized",
+  "InvalidReference",
+  "CredentialsError"
+])
+
+const fallbackFailure = (cause: unknown): RegistryFailure =>
+  isOrasStateError(cause) && registryFailureTags.has(cause._tag)
+    ? cause as RegistryFailure
+    : new RegistryError({
+      operation: "deleteFallback",
+      reason: isOrasStateError(cause) || cause instanceof Error ? cause.message : String(cause)
+    })
 
 // Runs `effect` until it succeeds once (one run at a time); afterwards it is a no-op.
 const onceSuccessful = <E, R>(effect: Effect.Effect<void, E, R>): Effect.Effect<void, E, R> => {

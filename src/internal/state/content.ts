@@ -68,15 +68,31 @@ export const decodeState = <E>(
   kind: StateLayerKind,
   options: { readonly maxSize: number; readonly sizeHint: number | undefined; readonly digest: string }
 ): Effect.Effect<Uint8Array, E | CorruptState | StateTooLarge> => {
-  const decoded: Stream.Stream<Uint8Array, E | CorruptState> = kind === "raw"
-    ? layer
-    : NodeStream.pipeThroughDuplex(
-      layer,
+  if (kind === "raw") return collectLimited(layer, options.maxSize, options.sizeHint)
+  return Effect.suspend(() => {
+    // The gunzip duplex reports every failure through one callback, including those of the layer
+    // stream feeding it (it then sees truncated input). Remember the layer's own failure so that a
+    // transient download error or a digest mismatch is reported as what it is, not as bad gzip.
+    let upstream: { readonly error: E } | undefined
+    const source = layer.pipe(Stream.tapError((error) =>
+      Effect.sync(() => {
+        upstream = { error }
+      })
+    ))
+    const decoded: Stream.Stream<Uint8Array, E | CorruptState> = NodeStream.pipeThroughDuplex(
+      source,
       () => Zlib.createGunzip(),
       () => new CorruptState({ digest: options.digest, reason: "state layer is not valid gzip" })
     )
-  return collectLimited(decoded, options.maxSize, options.sizeHint)
+    return collectLimited(decoded, options.maxSize, options.sizeHint).pipe(
+      Effect.catchAll((error): Effect.Effect<never, E | CorruptState | StateTooLarge> =>
+        upstream !== undefined && !isStateTooLarge(error) ? Effect.fail(upstream.error) : Effect.fail(error)
+      )
+    )
+  })
 }
+
+const isStateTooLarge = (u: unknown): u is StateTooLarge => u instanceof StateTooLarge
 
 const collectLimited = <E>(
   stream: Stream.Stream<Uint8Array, E>,

@@ -222,6 +222,11 @@ export const makeLock = (ctx: LockContext) => {
             : { _tag: "Contended", info: rivals[0]!.record.info, rivals: rivals.length } as const
         }
         // A lock at `locked-` written by our protocol whose candidate is gone or expired is stale.
+        // Our own candidate must still be live: if this attempt stalled past our lease, a rival
+        // may have found it expired and removed it — we hold nothing then.
+        if (expiresAt !== undefined && (yield* Clock.currentTimeMillis) >= expiresAt - fenceMargin(ctx.ttlMillis)) {
+          return { _tag: "Contended", info, rivals: rivals.length } as const
+        }
         const published = encodeLock({ workspace: ws.name, info, candidate, expiresAt, now, published: true })
         const publishedDigest = yield* publish(ws.lock, published)
         return { _tag: "Acquired", holder: { lockId: info.ID, info, candidate, digest, publishedDigest, expiresAt } } as const
