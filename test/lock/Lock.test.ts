@@ -154,6 +154,29 @@ describe("leases (TestClock)", () => {
     }).pipe(Effect.scoped, Effect.provide(backendLayer({ lockTtl: "30 seconds" }))))
 })
 
+describe("eventually consistent tag listing", () => {
+  it.effect("a listing that does not yet show our own candidate proves nothing: no double acquisition", () =>
+    Effect.gen(function*() {
+      const control = yield* MemoryRegistry.MemoryRegistryControl
+      const sm = yield* (yield* StateBackend).stateManager("default")
+      const other = yield* (yield* otherProcess).stateManager("default")
+      const first = yield* Effect.fork(sm.lock(info("alice")))
+      for (let i = 0; i < 40; i++) yield* TestClock.adjust("500 millis")
+      expect(yield* Fiber.join(first)).toBe("alice")
+      const second = yield* Effect.fork(Effect.either(other.lock(info("bob"))))
+      for (let i = 0; i < 40; i++) yield* TestClock.adjust("500 millis")
+      const result = yield* Fiber.join(second)
+      expect(result._tag === "Left" && result.left._tag).toBe("LockConflict")
+      // A lag longer than the patience of lock(): an InconsistentRead, never a false success.
+      const third = yield* (yield* otherProcess).stateManager("slow")
+      yield* control.setQuirks({ tagListingLag: "60 seconds" })
+      const slow = yield* Effect.fork(Effect.either(third.lock(info("carol"))))
+      for (let i = 0; i < 60; i++) yield* TestClock.adjust("500 millis")
+      const outcome = yield* Fiber.join(slow)
+      expect(outcome._tag === "Left" && outcome.left._tag).toBe("InconsistentRead")
+    }).pipe(Effect.scoped, Effect.provide(backendLayer({}, { quirks: { tagListingLag: "2 seconds" } }))))
+})
+
 describe("registries without DELETE (405)", () => {
   it.effect("release re-points the lock to the unlocked- marker; relocking works; state reads fine", () =>
     Effect.gen(function*() {

@@ -101,13 +101,26 @@ export interface LockContext {
 }
 
 /** @internal */
-export type LockFailure = RegistryFailure | CorruptState | Unsupported
+export type LockFailure = RegistryFailure | CorruptState | Unsupported | InconsistentRead
 
 /** The prefix of every candidate tag of a workspace. @internal */
 export const candidatePrefix = (ws: WorkspaceTags): string => `lockc-${WireFormat.workspaceHash(ws.name)}-`
 
 /** Stop writing this long before the lease ends (clock-skew allowance). @internal */
 export const fenceMargin = (ttlMillis: number): number => Math.min(5_000, Math.floor(ttlMillis / 10))
+
+/**
+ * Whether a lock written by another client (ghoten, Terraform's copy) still counts. As ghoten
+ * does, we only ever judge one stale when we run with a TTL ourselves: by its lease (G3+), or by
+ * its age since `Created` (G1/G2).
+ */
+const isForeignLive = (record: LockRecord, now: number, ttlMillis: number): boolean => {
+  if (record.info.ID === "") return false
+  if (ttlMillis <= 0) return true
+  if (record.expiresAt !== undefined) return now < record.expiresAt
+  const created = Date.parse(record.info.Created)
+  return Number.isNaN(created) || created <= 0 || now - created <= ttlMillis
+}
 
 const isLive = (record: LockRecord, now: number): boolean =>
   record.info.ID !== "" && (record.expiresAt === undefined || now < record.expiresAt)
@@ -205,12 +218,31 @@ export const makeLock = (ctx: LockContext) => {
       const outcome = yield* Effect.gen(function*() {
         // Reading `locked-` does not need to follow our write (it only finds ghoten holders and
         // names the holder), so it overlaps with it: the uncontended path is 3 round trips.
-        const [, current] = yield* Effect.all([publish(candidate, bytes), readManifest(ws.lock)], { concurrency: 2 })
+        const [, current] = yield* Effect.all([
+          publish(candidate, bytes),
+          readManifest(ws.lock).pipe(
+            Effect.catchTag("CorruptState", (e) =>
+              Effect.fail(new InconsistentRead({ workspace: ws.name, reason: `the lock cannot be read: ${e.reason}` })))
+          )
+        ], { concurrency: 2 })
         const foreign = Option.isSome(current) && current.value.record.candidate === undefined &&
-          isLive(current.value.record, yield* Clock.currentTimeMillis)
+          isForeignLive(current.value.record, yield* Clock.currentTimeMillis, ctx.ttlMillis)
         if (Option.isSome(current) && foreign) return { _tag: "Held", info: current.value.record.info, rivals: 0 } as const
         // The listing must follow our write: that order is what the safety argument rests on.
-        const tags = yield* listCandidates(ws)
+        // A listing that does not show our own candidate is stale (an eventually consistent
+        // registry) and cannot prove the absence of rivals either: list again, keeping the
+        // candidate (any later listing still follows our write), until it shows.
+        let tags = yield* listCandidates(ws)
+        for (let relist = 1; !tags.includes(candidate); relist++) {
+          if (relist >= ctx.maxRounds) {
+            return yield* new InconsistentRead({
+              workspace: ws.name,
+              reason: "the registry's tag listing does not show our own lock candidate (eventual consistency)"
+            })
+          }
+          yield* Effect.sleep(Duration.millis(yield* Random.nextIntBetween(125, 250 * 2 ** Math.min(relist - 1, 5))))
+          tags = yield* listCandidates(ws)
+        }
         const checkedAt = yield* Clock.currentTimeMillis
         const rivals = yield* liveRivals(ws, tags.filter((t) => t !== candidate), checkedAt)
         if (rivals.length > 0) {
@@ -251,7 +283,8 @@ export const makeLock = (ctx: LockContext) => {
       const info: LockInfo.LockInfo = {
         ...requested,
         ID: requested.ID === "" ? Crypto.randomUUID() : requested.ID,
-        Created: requested.Created === "" ? new Date(now).toISOString() : requested.Created,
+        // ghoten decodes Created as a Go time: anything but RFC 3339 would make our lock unreadable.
+        Created: isRfc3339(requested.Created) ? requested.Created : new Date(now).toISOString(),
         Path: ws.state
       }
       const held = ctx.holders.get(ws.wsTag)
@@ -428,14 +461,16 @@ export const makeLock = (ctx: LockContext) => {
         return yield* new LockLost({ workspace: ws.name, lockId, reason: "the lock was removed or taken over" })
       }
       const expiresAt = now + ctx.ttlMillis
-      const lease = { workspace: ws.name, info: held.info, candidate: held.candidate, expiresAt, now }
+      // `Created` moves with the lease: ghoten G1/G2 clients judge staleness by its age.
+      const info = { ...held.info, Created: new Date(now).toISOString() }
+      const lease = { workspace: ws.name, info, candidate: held.candidate, expiresAt, now }
       const digest = yield* publish(held.candidate, encodeLock(lease))
-      ctx.holders.set(ws.wsTag, { ...held, digest, expiresAt })
+      ctx.holders.set(ws.wsTag, { ...held, info, digest, expiresAt })
       // Refresh the published copy only while it is still ours (never overwrite a successor's).
       const published = yield* registry.resolveManifest(repository, ws.lock)
       if (Option.isSome(published) && published.value.digest === held.publishedDigest) {
         const publishedDigest = yield* publish(ws.lock, encodeLock({ ...lease, published: true }))
-        ctx.holders.set(ws.wsTag, { ...held, digest, expiresAt, publishedDigest })
+        ctx.holders.set(ws.wsTag, { ...held, info, digest, expiresAt, publishedDigest })
         yield* Effect.ignore(registry.deleteManifest(repository, held.publishedDigest))
       }
       // The superseded lease manifests are garbage now (no tag points at them any more).
@@ -444,6 +479,9 @@ export const makeLock = (ctx: LockContext) => {
 
   return { acquire, release, forceRelease, current, fence, renew, candidatePrefix } as const
 }
+
+const isRfc3339 = (value: string): boolean =>
+  /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/.test(value) && !Number.isNaN(Date.parse(value))
 
 /** @internal */
 export interface CurrentLock {
