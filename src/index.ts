@@ -23,6 +23,8 @@ export * as LockInfo from "./LockInfo.js"
 /** @since 0.1.0 */
 export * as MemoryRegistry from "./MemoryRegistry.js"
 /** @since 0.1.0 */
+export * as OciLayoutRegistry from "./OciLayoutRegistry.js"
+/** @since 0.1.0 */
 export * as OrasBackend from "./OrasBackend.js"
 /** @since 0.1.0 */
 export * as RateLimiter from "./RateLimiter.js"
@@ -30,6 +32,8 @@ export * as RateLimiter from "./RateLimiter.js"
 export * as Registry from "./Registry.js"
 /** @since 0.1.0 */
 export * as Retry from "./Retry.js"
+/** @since 0.1.0 */
+export * as Server from "./Server.js"
 /** @since 0.1.0 */
 export * as StateBackend from "./StateBackend.js"
 /** @since 0.1.0 */
