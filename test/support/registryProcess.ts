@@ -256,6 +256,17 @@ async function attemptStart(options: RegistryOptions, dir: string, dataDir: stri
   return { ok: true, registry: { mode: options.mode, host, url, dataDir, output, stop } }
 }
 
+/**
+ * Registry storage goes to tmpfs when there is one: the tests are about protocol, not disk
+ * durability, and distribution's filesystem driver is slow on real disks (one registry write is
+ * several small file writes).
+ */
+function registryTmpRoot(): string {
+  const override = process.env["ORAS_STATE_TEST_TMPDIR"]
+  if (override !== undefined && override !== "") return override
+  return existsSync("/dev/shm") ? "/dev/shm" : tmpdir()
+}
+
 function assertRegistryInstalled(): void {
   if (!existsSync(REGISTRY_BIN)) {
     throw new Error(
@@ -267,7 +278,7 @@ function assertRegistryInstalled(): void {
 
 export async function startRegistry(options: RegistryOptions): Promise<RunningRegistry> {
   assertRegistryInstalled()
-  const dir = await mkdtemp(join(tmpdir(), `oras-state-registry-${options.mode}-`))
+  const dir = await mkdtemp(join(registryTmpRoot(), `oras-state-registry-${options.mode}-`))
   const dataDir = join(dir, "data")
   try {
     let lastOutput = ""
