@@ -29,6 +29,7 @@ import * as Stream from "effect/Stream"
 import * as Digest from "./Digest.js"
 import { RegistryError, TransientRegistry, Unsupported } from "./Errors.js"
 import * as Reference from "./internal/reference.js"
+import { instrumentRegistry } from "./internal/telemetry.js"
 import * as Verify from "./internal/verify.js"
 import { type BlobBody, maxManifestBytes, Registry, type Service } from "./Registry.js"
 import * as Retry from "./Retry.js"
@@ -436,7 +437,8 @@ export const make = (options: Options = {}) =>
       )
     }
 
-    const service: Service = {
+    // `Registry.<operation>` spans and byte counts, as the other layers emit them.
+    const service: Service = instrumentRegistry({
       location: "memory",
       resolveManifest,
       getManifest,
@@ -446,7 +448,7 @@ export const make = (options: Options = {}) =>
       getBlob,
       putBlob,
       listTags
-    }
+    }, { spans: true })
 
     const control: Control = {
       requests: Effect.sync(() => log.slice()),

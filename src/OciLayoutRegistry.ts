@@ -68,6 +68,7 @@ import * as ImageIndex from "./internal/ociLayout/imageIndex.js"
 import * as Lock from "./internal/ociLayout/lock.js"
 import * as ManifestRefs from "./internal/ociLayout/manifest.js"
 import * as Reference from "./internal/reference.js"
+import { instrumentRegistry, registrySpan, registryStreamSpan } from "./internal/telemetry.js"
 import * as Verify from "./internal/verify.js"
 import { type BlobBody, maxManifestBytes, Registry, type Service } from "./Registry.js"
 
@@ -196,14 +197,8 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
     const corruptAsRegistryError = (operation: string) => (e: CorruptState) =>
       new RegistryError({ operation, reason: e.message })
 
-    const span = (name: string, repository: string, reference?: string) =>
-      Effect.withSpan(`Registry.${name}`, {
-        attributes: {
-          "oci.layout": root,
-          "oci.repository": repository,
-          ...(reference === undefined ? {} : { "oci.reference": reference })
-        }
-      })
+    const span = (name: string, repository: string, reference?: string, bytes?: number) =>
+      registrySpan(name, { registry: `oci-layout:${root}`, repository, reference, bytes })
 
     // -- index.json and layout ----------------------------------------------------------------------
 
@@ -433,7 +428,7 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
           LockBusy: (e) => Effect.fail(lockFailure("putManifest")(e)),
           LockLost: (e) => Effect.fail(lockFailure("putManifest")(e))
         }),
-        span("putManifest", repository, reference)
+        span("putManifest", repository, reference, manifest.bytes.byteLength)
       )
 
     /** What the remaining manifests reference; `undefined` when one of them cannot be read. */
@@ -550,7 +545,12 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
       ).pipe(
         Stream.mapError((e) => (e._tag === "FsError" ? fsFailure("getBlob")(e) : e)),
         Verify.verifyBlobStream(blob),
-        Stream.withSpan("Registry.getBlob", { attributes: { "oci.layout": root, "oci.repository": repository } })
+        registryStreamSpan("getBlob", {
+          registry: `oci-layout:${root}`,
+          repository,
+          reference: blob.digest,
+          bytes: blob.size
+        })
       )
 
     const putBlob: Service["putBlob"] = (repository, blob, body: BlobBody) =>
@@ -580,7 +580,7 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
         }
       }).pipe(
         Effect.catchTag("FsError", (e) => Effect.fail(fsFailure("putBlob")(e))),
-        span("putBlob", repository, blob.digest)
+        span("putBlob", repository, blob.digest, blob.size)
       )
 
     // -- tags ----------------------------------------------------------------------------------------------
@@ -600,7 +600,8 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
         )
       )
 
-    return Registry.of({
+    // Spans are emitted above; the wrapper counts bytes moved.
+    return Registry.of(instrumentRegistry({
       location: `oci-layout:${root}`,
       resolveManifest,
       getManifest,
@@ -610,7 +611,7 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
       getBlob,
       putBlob,
       listTags
-    })
+    }, { spans: false }))
   })
 
 /**

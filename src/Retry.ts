@@ -10,6 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import { isTransientRegistry, type TransientRegistry } from "./Errors.js"
+import { recordRetry } from "./internal/telemetry.js"
 
 /**
  * The OpenTofu backend keys (`retry_max`, `retry_wait_min`, `retry_wait_max`).
@@ -75,6 +76,8 @@ export const schedule = (options: Options = {}): Schedule.Schedule<unknown, Tran
 
 /**
  * Retry `self` while it fails with `TransientRegistry`, per `policy`. Any other error fails at once.
+ * Each retry is counted in `Telemetry.retries` (by the failed operation) and sets `retry.count`
+ * (retries so far) on the current span.
  *
  * @since 0.1.0
  * @category combinators
@@ -83,9 +86,22 @@ export const retryTransient = <A, E, R>(
   self: Effect.Effect<A, E, R>,
   policy: Schedule.Schedule<unknown, TransientRegistry>
 ): Effect.Effect<A, E, R> =>
-  Effect.retry(self, {
-    while: (error: E) => isTransientRegistry(error),
-    schedule: policy as unknown as Schedule.Schedule<unknown, E>
+  Effect.suspend(() => {
+    let retries = 0
+    let operation = "unknown"
+    return Effect.retry(
+      // Counted when the retry starts (after its delay): a failure the policy gives up on is no retry.
+      Effect.suspend(() => (retries === 0 ? self : Effect.zipRight(recordRetry(operation, retries), self))),
+      {
+        while: (error: E) => {
+          if (!isTransientRegistry(error)) return false
+          operation = error.operation
+          retries++
+          return true
+        },
+        schedule: policy as unknown as Schedule.Schedule<unknown, E>
+      }
+    )
   })
 
 /**

@@ -37,6 +37,8 @@ export * as Server from "./Server.js"
 /** @since 0.1.0 */
 export * as StateBackend from "./StateBackend.js"
 /** @since 0.1.0 */
+export * as Telemetry from "./Telemetry.js"
+/** @since 0.1.0 */
 export * as WireFormat from "./WireFormat.js"
 
 /** @since 0.1.0 */

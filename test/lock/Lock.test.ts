@@ -174,7 +174,7 @@ describe("eventually consistent tag listing", () => {
       for (let i = 0; i < 60; i++) yield* TestClock.adjust("500 millis")
       const outcome = yield* Fiber.join(slow)
       expect(outcome._tag === "Left" && outcome.left._tag).toBe("InconsistentRead")
-    }).pipe(Effect.scoped, Effect.provide(backendLayer({}, { quirks: { tagListingLag: "2 seconds" } }))))
+    }).pipe(Effect.scoped, Effect.provide(backendLayer({}, { quirks: { tagListingLag: "500 millis" } }))))
 })
 
 describe("registries without DELETE (405)", () => {

@@ -14,6 +14,7 @@ import { Duration, Effect, Fiber, Option, Random, Stream } from "effect"
 import * as LockInfo from "../../src/LockInfo.js"
 import * as MemoryRegistry from "../../src/MemoryRegistry.js"
 import { Registry, type Service as RegistryService } from "../../src/Registry.js"
+import { CandidateIds } from "../../src/internal/state/lock.js"
 import * as StateBackend from "../../src/StateBackend.js"
 import { makeVirtualTime } from "./virtualTime.js"
 
@@ -21,6 +22,8 @@ const SCHEDULES = Number(process.env["ORAS_STATE_SCHEDULES"] ?? 10_000)
 const DEBUG = process.env["ORAS_STATE_DEBUG"] === "1"
 const ONLY_SEED = process.env["ORAS_STATE_SEED"] === undefined ? undefined : Number(process.env["ORAS_STATE_SEED"])
 const BATCHES = 20
+// Lock rounds per contender and schedule: enough to interleave acquisitions, releases and re-locks.
+const ROUNDS = Number(process.env["ORAS_STATE_ROUNDS"] ?? 2)
 
 // mulberry32: a tiny seeded PRNG for the schedule (delays, crash points).
 const prng = (seed: number) => () => {
@@ -54,7 +57,7 @@ interface Stats {
   violations: Array<string>
 }
 
-const ttlMillis = 10_000
+const ttlMillis = 3_000
 
 const runSchedule = (seed: number, stats: Stats) =>
   Effect.gen(function*() {
@@ -95,10 +98,14 @@ const runSchedule = (seed: number, stats: Stats) =>
       })
       const trace = (what: string) =>
         DEBUG ? Effect.sync(() => console.log(`t=${time.now()} c${c.id} ${what}`)) : Effect.void
-      const checkWrite = (reference: string) =>
+      const checkWrite = (reference: string, bytes: Uint8Array) =>
         Effect.gen(function*() {
           const now = yield* Effect.sync(() => time.now())
-          if (reference.startsWith("lockc-") && withTtl) c.leaseEnd = now + ttlMillis
+          if (reference.startsWith("lockc-") && withTtl) {
+            // The lease the candidate really carries (set when the attempt began, before the PUT).
+            const expires = JSON.parse(new TextDecoder().decode(bytes)).annotations?.["io.oras-state.lock.expires"]
+            if (expires !== undefined) c.leaseEnd = Number(expires)
+          }
           if (reference === "state-default") {
             if (!c.holding || now >= c.leaseEnd) {
               stats.violations.push(`seed ${seed}: contender ${c.id} wrote state without a valid lock at ${now}`)
@@ -113,7 +120,7 @@ const runSchedule = (seed: number, stats: Stats) =>
         location: shared.location,
         resolveManifest: (r, ref) => Effect.zipRight(gate, Effect.zipRight(trace(`HEAD ${ref}`), shared.resolveManifest(r, ref))),
         getManifest: (r, ref) => Effect.zipRight(gate, Effect.zipRight(trace(`GET ${ref}`), shared.getManifest(r, ref))),
-        putManifest: (r, ref, m) => Effect.zipRight(gate, Effect.zipRight(trace(`PUT ${ref}`), Effect.zipRight(checkWrite(ref), shared.putManifest(r, ref, m)))),
+        putManifest: (r, ref, m) => Effect.zipRight(gate, Effect.zipRight(trace(`PUT ${ref}`), Effect.zipRight(checkWrite(ref, m.bytes), shared.putManifest(r, ref, m)))),
         deleteManifest: (r, ref) => Effect.zipRight(gate, Effect.zipRight(trace(`DELETE ${ref.slice(0, 20)}`), shared.deleteManifest(r, ref))),
         blobExists: (r, d) => Effect.zipRight(gate, shared.blobExists(r, d)),
         getBlob: (r, b) => Stream.unwrap(Effect.as(gate, shared.getBlob(r, b))),
@@ -129,12 +136,12 @@ const runSchedule = (seed: number, stats: Stats) =>
           lockTtl: withTtl ? Duration.millis(ttlMillis) : undefined
         }).pipe(Effect.provideService(Registry, gated(c)))
         const sm = yield* backend.stateManager("default")
-        for (let round = 0; round < 4; round++) {
+        for (let round = 0; round < ROUNDS; round++) {
           const locked = yield* Effect.either(sm.lock(LockInfo.make({ ID: `c${c.id}-r${round}`, Who: `c${c.id}` })))
           if (DEBUG) console.log(`t=${time.now()} c${c.id} lock -> ${locked._tag === "Right" ? "ACQUIRED" : locked.left._tag}`)
           if (locked._tag === "Left") {
             if (locked.left._tag === "LockConflict") stats.conflicts++
-            yield* Effect.sleep(Duration.millis(Math.floor(rnd() * (withTtl ? 8_000 : 2_000))))
+            yield* Effect.sleep(Duration.millis(Math.floor(rnd() * (withTtl ? 4_000 : 2_000))))
             continue
           }
           const now = yield* Effect.sync(() => time.now())
@@ -147,7 +154,7 @@ const runSchedule = (seed: number, stats: Stats) =>
           stats.acquisitions++
           // The critical section: read, think (sometimes past the lease), write fenced.
           yield* Effect.either(sm.get)
-          yield* Effect.sleep(Duration.millis(Math.floor(rnd() * (withTtl && rnd() < 0.2 ? 15_000 : 200))))
+          yield* Effect.sleep(Duration.millis(Math.floor(rnd() * (withTtl && rnd() < 0.2 ? 5_000 : 200))))
           const put = yield* Effect.either(sm.put(new TextEncoder().encode(`{"by":${c.id}}`), { lockId: locked.right }))
           if (put._tag === "Right") stats.puts++
           else if (put.left._tag === "LockLost") stats.fencedPuts++
@@ -155,7 +162,13 @@ const runSchedule = (seed: number, stats: Stats) =>
           if (DEBUG) console.log(`t=${time.now()} c${c.id} leaves`)
           yield* Effect.either(sm.unlock(locked.right))
         }
-      }).pipe(Effect.scoped, Effect.withRandom(Random.make(seed * 31 + c.id)), Effect.withClock(time.clock))
+      }).pipe(
+        Effect.scoped,
+        Effect.withRandom(Random.make(seed * 31 + c.id)),
+        Effect.withClock(time.clock),
+        // Candidate names from the schedule's seed too: the same seed replays the same run.
+        Effect.provideService(CandidateIds, () => `${c.id}${Math.floor(rnd() * 2 ** 48).toString(16).padStart(15, "0")}`)
+      )
 
     const fibers = yield* Effect.forEach(contenders, (c) => Effect.fork(contend(c)))
     yield* time.run(10 * 60_000)
