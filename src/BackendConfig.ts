@@ -107,7 +107,7 @@ export const parseRepository = (
 export const decode = (input: unknown): Effect.Effect<BackendConfig, InvalidConfig> => {
   const result = Schema.decodeUnknownEither(BackendConfig, { errors: "first", onExcessProperty: "error" })(input)
   if (Either.isRight(result)) return Effect.succeed(result.right)
-  const issue = ParseResult.ArrayFormatter.formatErrorSync(result.left)[0]
+  const issue = firstIssue(result.left)
   const path = issue?.path.map(String) ?? []
   const key = path.join(".") || "config"
   return Effect.fail(
@@ -119,6 +119,16 @@ export const decode = (input: unknown): Effect.Effect<BackendConfig, InvalidConf
   )
 }
 
+// Formatting quotes the offending value recursively, which overflows the stack on values nested
+// thousands deep: such a value gets no detail rather than a defect.
+const firstIssue = (error: ParseResult.ParseError): ParseResult.ArrayFormatterIssue | undefined => {
+  try {
+    return ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  } catch {
+    return undefined
+  }
+}
+
 const valueAt = (input: unknown, path: ReadonlyArray<string>): { value?: string } => {
   let current: unknown = input
   for (const key of path) {
@@ -126,7 +136,31 @@ const valueAt = (input: unknown, path: ReadonlyArray<string>): { value?: string 
     current = (current as Record<string, unknown>)[key]
   }
   if (current === undefined) return {}
-  return { value: typeof current === "string" ? current : JSON.stringify(current) ?? String(current) }
+  return { value: typeof current === "string" ? withoutUserinfo(current) : display(current) }
+}
+
+// A value shown in an error loses a `user:password@` part (which does not belong in a repository
+// address, but may hold a real password).
+const withoutUserinfo = (value: string): string => {
+  const lead = /^\s*(?:[a-z][a-z0-9+.-]*:\/\/)?/i.exec(value)![0]
+  const rest = value.slice(lead.length)
+  const at = rest.search(/[/@]/)
+  return at >= 0 && rest[at] === "@" ? `${lead}<redacted>@${rest.slice(at + 1)}` : value
+}
+
+// Any value as text, never throwing (`decode` takes `unknown`: BigInts and cycles included).
+const display = (value: unknown): string => {
+  try {
+    const json = JSON.stringify(value)
+    if (json !== undefined) return json
+  } catch {
+    // BigInt, a cycle, a throwing toJSON: fall through
+  }
+  try {
+    return String(value)
+  } catch {
+    return Object.prototype.toString.call(value)
+  }
 }
 
 // Environment variable → key, and how the text is read.

@@ -159,7 +159,13 @@ const decodeConfigFile = Schema.decodeUnknownEither(ConfigFileSchema)
 
 // Only the path of the first problem: ParseResult messages quote the offending value.
 const describeIssue = (error: ParseResult.ParseError): string => {
-  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  let issue: ParseResult.ArrayFormatterIssue | undefined
+  try {
+    issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  } catch {
+    // Formatting recurses into the offending value: one nested thousands deep overflows the stack.
+    return "a value of the wrong type"
+  }
   const path = issue === undefined || issue.path.length === 0
     ? "the top level"
     : issue.path.map((p) => (typeof p === "string" ? JSON.stringify(p) : String(p))).join(".")
@@ -224,10 +230,17 @@ const decodeAuth = (auth: Redacted.Redacted<string>): Either.Either<{ username: 
   const decoded = Buffer.from(text, "base64").toString("utf8")
   const colon = decoded.indexOf(":")
   if (colon < 0) return Either.left("the auth field is not base64 of user:password")
-  const username = decoded.slice(0, colon).replace(/\0+$/g, "")
-  const password = decoded.slice(colon + 1).replace(/\0+$/g, "")
+  const username = withoutTrailingNuls(decoded.slice(0, colon))
+  const password = withoutTrailingNuls(decoded.slice(colon + 1))
   if (username === "") return Either.left("the auth field has an empty user name")
   return Either.right({ username, password })
+}
+
+// Linear (`/\0+$/` backtracks quadratically on a long run of NULs followed by something else).
+const withoutTrailingNuls = (s: string): string => {
+  let end = s.length
+  while (end > 0 && s[end - 1] === "\0") end--
+  return s.slice(0, end)
 }
 
 /**

@@ -5,11 +5,12 @@
  * - Manifests: GET/HEAD by tag or digest with the full Accept list (distribution 2.8 hides OCI
  *   manifests otherwise); bytes checked against the requested digest and `Docker-Content-Digest`;
  *   reads capped at 4 MiB. PUT with `Content-Type` = media type, the returned digest checked.
- * - Blobs: HEAD; GET streamed with sha256 and size verified while streaming, redirects followed by
- *   hand with `Authorization` dropped off-origin; monolithic upload (POST, then PUT to the
- *   `Location` — absolute or relative, with its own query string — plus `&digest=`, as
- *   `application/octet-stream` with an explicit length; a `Location` on another origin gets no
- *   credentials).
+ * - Blobs: HEAD; GET verified (sha256 and size) before anything is released — read whole up to
+ *   8 MiB (retried like any idempotent read when cut off), streamed beyond, with the verdict before
+ *   the last chunk — redirects followed by hand with `Authorization` dropped off-origin;
+ *   monolithic upload (POST, then PUT to the `Location` — absolute or relative, with its own query
+ *   string — plus `&digest=`, as `application/octet-stream` with an explicit length; a `Location`
+ *   on another origin gets no credentials).
  * - Tags: a lazy Stream following `n`/`Link`, tolerating registries that ignore `n` (one page, no
  *   Link), protected against Link loops and pages that repeat; a `Link` to another origin is
  *   refused (`RegistryError`), never followed.
@@ -19,6 +20,10 @@
  * - Retry (`Retry.schedule`): only idempotent requests — reads, blob uploads, manifest PUT by
  *   digest, DELETE by digest. A manifest PUT to a tag is sent once; a caller that loses its
  *   response must observe the tag, not re-send.
+ * - Timeouts: `requestTimeout` on each response head, `idleTimeout` on each pause of a body. With
+ *   `layerNode` the undici dispatcher enforces both natively (one timer per request); over any
+ *   other `HttpClient` they are Effect timers. `layerNode` also keeps connections alive after HEAD
+ *   requests, which undici closes by default.
  *
  * Transport security: `https` by default; plain `http` only for loopback registries or when
  * `plainHttp` is set. `layerNode` adds TLS options: `caFile` **adds** the PEM certificates to
@@ -35,6 +40,7 @@ import * as Undici from "@effect/platform-node/Undici"
 import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -48,6 +54,7 @@ import { type AuthScope, makeAuthenticator, parseTokenResponse, unauthorizedToke
 import { nextLink } from "./internal/http/link.js"
 import { discard, makeTransport, readBytes, readText } from "./internal/http/transport.js"
 import * as Reference from "./internal/reference.js"
+import { instrumentRegistry, registrySpan } from "./internal/telemetry.js"
 import * as Verify from "./internal/verify.js"
 import { RegistryRateLimiter } from "./RateLimiter.js"
 import { manifestAccept, maxManifestBytes, Registry, type Service } from "./Registry.js"
@@ -121,7 +128,7 @@ export const parseEndpoint = (registry: string, plainHttp = false): Effect.Effec
   Effect.suspend(() => {
     const invalid = (reason: string) =>
       Effect.fail(new InvalidConfig({ key: "registry", value: withoutUserinfo(registry), reason }))
-    const trimmed = registry.trim().replace(/\/+$/, "")
+    const trimmed = withoutTrailingSlashes(registry.trim())
     const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(trimmed)
     let url: URL
     try {
@@ -146,8 +153,20 @@ export const parseEndpoint = (registry: string, plainHttp = false): Effect.Effec
 
 // An address as shown in errors: a `user:password@` part (which does not belong there, but may
 // hold a real password) is replaced.
-const withoutUserinfo = (address: string): string =>
-  address.replace(/^(\s*(?:[a-z][a-z0-9+.-]*:\/\/)?)[^/@]*@/i, "$1<redacted>@")
+// (Linear: the single regular expression this replaces backtracked quadratically on long runs of
+// spaces, as did `/\/+$/` on runs of slashes.)
+const withoutUserinfo = (address: string): string => {
+  const lead = /^\s*(?:[a-z][a-z0-9+.-]*:\/\/)?/i.exec(address)![0]
+  const rest = address.slice(lead.length)
+  const at = rest.search(/[/@]/)
+  return at >= 0 && rest[at] === "@" ? `${lead}<redacted>@${rest.slice(at + 1)}` : address
+}
+
+const withoutTrailingSlashes = (s: string): string => {
+  let end = s.length
+  while (end > 0 && s[end - 1] === "/") end--
+  return s.slice(0, end)
+}
 
 /**
  * Build the service from an `HttpClient`.
@@ -155,7 +174,14 @@ const withoutUserinfo = (address: string): string =>
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options) =>
+export const make = (options: Options) => makeWith(options, false)
+
+// `timeoutsInClient`: the HTTP client itself enforces `requestTimeout` on response heads and
+// `idleTimeout` on bodies (the undici dispatcher of `layerNode`: one native timer per request,
+// re-armed per read), so requests and blob streams need no timer fibers of their own —
+// `Stream.timeoutFail` races a fresh timer fiber on every read, which on a large download cost
+// more CPU than hashing it and delayed every read; `Effect.timeoutFail` did the same per request.
+const makeWith = (options: Options, timeoutsInClient: boolean) =>
   Effect.gen(function*() {
     const endpoint = yield* parseEndpoint(options.registry, options.plainHttp ?? false)
     const credentials = yield* Credentials
@@ -164,9 +190,14 @@ export const make = (options: Options) =>
     const client = options.transformClient === undefined ? baseClient : options.transformClient(baseClient)
     const policy = Retry.schedule(options.retry)
     const retrying = <A, E, R>(self: Effect.Effect<A, E, R>) => Retry.retryTransient(self, policy)
-    const requestTimeout = Duration.decode(options.requestTimeout ?? Duration.seconds(60))
-    const idleTimeout = Duration.decode(options.idleTimeout ?? Duration.seconds(60))
+    const requestTimeout = Duration.decode(options.requestTimeout ?? defaultRequestTimeout)
+    const idleTimeout = Duration.decode(options.idleTimeout ?? defaultIdleTimeout)
     const userAgent = options.userAgent ?? "oras-state/0.1"
+    // A whole body read is bounded by `idleTimeout` (by the client itself when it enforces it).
+    const bodyTimer = (operation: string) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+      timeoutsInClient
+        ? self
+        : Effect.timeoutFail(self, { duration: idleTimeout, onTimeout: () => bodyStalled(operation) })
     const pageSize = Math.max(1, Math.floor(options.tagPageSize ?? 1000))
     const maxPages = Math.max(1, Math.floor(options.maxTagPages ?? 10_000))
 
@@ -178,6 +209,7 @@ export const make = (options: Options) =>
       authenticator: { headerFor: () => Effect.succeedNone, afterChallenge: () => Effect.succeedNone },
       userAgent,
       requestTimeout,
+      timeoutInClient: timeoutsInClient,
       maxRedirects: 0
     })
 
@@ -215,7 +247,7 @@ export const make = (options: Options) =>
           )
           const text = yield* readText(ok, 128 * 1024).pipe(Effect.mapError(() => new TransientRegistry({ operation, reason: "the token response was cut off" })))
           return yield* parseTokenResponse(text, operation)
-        })
+        }).pipe(span("fetchToken", request.repository)) // shared through the token cache: its own trace
     })
 
     const transport = makeTransport({
@@ -225,6 +257,7 @@ export const make = (options: Options) =>
       authenticator,
       userAgent,
       requestTimeout,
+      timeoutInClient: timeoutsInClient,
       maxRedirects: 5
     })
 
@@ -232,15 +265,8 @@ export const make = (options: Options) =>
     const pull = (repository: string): AuthScope => ({ repository, actions: ["pull"] })
     const push = (repository: string): AuthScope => ({ repository, actions: ["pull", "push"] })
     const del = (repository: string): AuthScope => ({ repository, actions: ["delete"] })
-    const span = (name: string, repository: string, reference?: string) =>
-      Effect.withSpan(`Registry.${name}`, {
-        kind: "client",
-        attributes: {
-          "oci.registry": endpoint.host,
-          "oci.repository": repository,
-          ...(reference === undefined ? {} : { "oci.reference": reference })
-        }
-      })
+    const span = (name: string, repository: string, reference?: string, bytes?: number) =>
+      registrySpan(name, { registry: endpoint.host, repository, reference, bytes }, "client")
 
     const validated = (repository: string, reference: string) =>
       Effect.zip(Reference.validateRepository(repository), Reference.validateReference(reference))
@@ -294,8 +320,8 @@ export const make = (options: Options) =>
           return yield* manifestTooLarge(reference)
         }
         const bytes = yield* readBytes(response, maxManifestBytes, () => manifestTooLarge(reference)).pipe(
-          Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => bodyStalled(operation) }),
-          Effect.catchTag("ResponseError", () => bodyInterrupted(operation))
+          bodyTimer(operation),
+          Effect.catchTag("ResponseError", (error) => bodyInterrupted(operation, error))
         )
         const expected = [
           Reference.isDigestReference(reference) ? reference : undefined,
@@ -344,7 +370,7 @@ export const make = (options: Options) =>
         return digest
       }).pipe(Effect.catchTag("Unsupported", toRegistryError))
       return (Reference.isDigestReference(reference) ? retrying(put) : put).pipe(
-        span("putManifest", repository, reference)
+        span("putManifest", repository, reference, manifest.bytes.byteLength)
       )
     }
 
@@ -430,11 +456,49 @@ export const make = (options: Options) =>
           })
         }
         return yield* transport.expectStatus(operation, response, [200])
-      }).pipe(Effect.catchTag("Unsupported", toRegistryError), retrying, span("getBlob", repository, blob.digest))
-      return Stream.unwrap(Effect.map(open, (response) =>
+      })
+      if (blob.size <= bufferedBlobBytes) {
+        // A small blob (most states) is read whole inside the retried request: one read instead
+        // of one stream step per network read (tens of µs each through the platform's stream and
+        // ours, more than the bytes themselves cost on a fast link), verified before anything is
+        // emitted, and a body cut off midway is retried like any idempotent GET. At most
+        // `blob.size` bytes are accepted.
+        const whole = Effect.flatMap(open, (response) =>
+          readBytes(response, blob.size, () =>
+            new CorruptState({
+              digest: blob.digest,
+              reason: `blob is larger than the ${blob.size} bytes its descriptor declares`
+            })).pipe(
+              bodyTimer(operation),
+              Effect.catchTag("ResponseError", (error) =>
+                Effect.fail(
+                  isBodyTimeout(error)
+                    ? bodyStalled(operation)
+                    : new TransientRegistry({ operation, reason: "the blob download was cut off" })
+                )),
+              Effect.flatMap((bytes) => Verify.verifyBlobBytes(bytes, blob))
+            ))
+        return Stream.fromEffect(
+          whole.pipe(
+            Effect.catchTag("Unsupported", toRegistryError),
+            retrying,
+            span("getBlob", repository, blob.digest, blob.size)
+          )
+        )
+      }
+      const streamed = open.pipe(
+        Effect.catchTag("Unsupported", toRegistryError),
+        retrying,
+        span("getBlob", repository, blob.digest, blob.size)
+      )
+      return Stream.unwrap(Effect.map(streamed, (response) =>
         response.stream.pipe(
-          Stream.mapError(() => new TransientRegistry({ operation, reason: "the blob download was cut off" })),
-          Stream.timeoutFail(() => bodyStalled(operation), idleTimeout),
+          Stream.mapError((error) =>
+            isBodyTimeout(error)
+              ? bodyStalled(operation)
+              : new TransientRegistry({ operation, reason: "the blob download was cut off" })
+          ),
+          timeoutsInClient ? identity : Stream.timeoutFail(() => bodyStalled(operation), idleTimeout),
           Verify.verifyBlobStream(blob)
         )))
     }
@@ -471,7 +535,7 @@ export const make = (options: Options) =>
         })
         yield* transport.expectStatus(operation, finished, [201, 204])
         yield* discard(finished)
-      }).pipe(Effect.catchTag("Unsupported", toRegistryError), retrying, span("putBlob", repository, blob.digest))
+      }).pipe(Effect.catchTag("Unsupported", toRegistryError), retrying, span("putBlob", repository, blob.digest, blob.size))
 
     const listTags: Service["listTags"] = (repository, listOptions) => {
       const operation = "listTags"
@@ -488,8 +552,8 @@ export const make = (options: Options) =>
           yield* transport.expectStatus(operation, response, [200])
           const text = yield* readBytes(response, 16 * 1024 * 1024, () =>
             new RegistryError({ operation, reason: "tag list page larger than 16 MiB" })).pipe(
-              Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => bodyStalled(operation) }),
-              Effect.catchTag("ResponseError", () => bodyInterrupted(operation))
+              bodyTimer(operation),
+              Effect.catchTag("ResponseError", (error) => bodyInterrupted(operation, error))
             )
           const tags = yield* parseTagList(text, operation)
           const next = nextLink(response.headers["link"], url)
@@ -499,7 +563,7 @@ export const make = (options: Options) =>
             return yield* new RegistryError({ operation, reason: "tag pagination Link points to another origin" })
           }
           return { tags, next }
-        }).pipe(Effect.catchTag("Unsupported", toRegistryError), retrying)
+        }).pipe(Effect.catchTag("Unsupported", toRegistryError), retrying, span("listTags", repository))
       // Loop-protection state belongs to one run of the stream, so the same Stream value can be
       // run again (or retried by the caller) from scratch.
       const stream = Stream.suspend(() => {
@@ -526,7 +590,8 @@ export const make = (options: Options) =>
       return Stream.unwrap(Effect.as(Reference.validateRepository(repository), stream))
     }
 
-    return Registry.of({
+    // Spans are emitted above; the wrapper counts bytes moved.
+    return Registry.of(instrumentRegistry({
       location: endpoint.origin,
       resolveManifest,
       getManifest,
@@ -536,7 +601,7 @@ export const make = (options: Options) =>
       getBlob,
       putBlob,
       listTags
-    })
+    }, { spans: false }))
   })
 
 /**
@@ -557,19 +622,41 @@ export const layer = (
  * @category layers
  */
 export const dispatcherLayer = (tls: TlsOptions = {}): Layer.Layer<NodeHttpClient.Dispatcher, InvalidConfig> =>
+  nodeDispatcher(tls, undefined)
+
+// Connections are kept alive after HEAD requests too: undici closes them by default (against
+// servers that send a body anyway, which registries do not), so every HEAD cost a new connection
+// for the request after it. With `timeouts`, every request gets them as undici's `headersTimeout`
+// (the response head) and `bodyTimeout` (the longest pause between two reads of a body while it is
+// consumed), overriding the values the platform client sets (1 hour, and none).
+const nodeDispatcher = (
+  tls: TlsOptions,
+  timeouts: { readonly request: Duration.Duration; readonly idle: Duration.Duration } | undefined
+): Layer.Layer<NodeHttpClient.Dispatcher, InvalidConfig> =>
   Layer.scoped(
     NodeHttpClient.Dispatcher,
     Effect.gen(function*() {
       const ca = tls.caFile === undefined ? undefined : yield* readCaFile(tls.caFile)
       return yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          new Undici.Agent({
+        Effect.sync(() => {
+          const millis = (duration: Duration.Duration) => Math.max(1, Math.ceil(Duration.toMillis(duration)))
+          const limits = timeouts === undefined
+            ? {}
+            : { headersTimeout: millis(timeouts.request), bodyTimeout: millis(timeouts.idle) }
+          // A subclass rather than `compose`: an interceptor wraps every response handler (a cost
+          // on each chunk of each body).
+          class RegistryAgent extends Undici.Agent {
+            override dispatch(request: Undici.Dispatcher.DispatchOptions, handler: Undici.Dispatcher.DispatchHandler) {
+              return super.dispatch({ ...request, ...limits, ...(request.method === "HEAD" ? { reset: false } : {}) }, handler)
+            }
+          }
+          return new RegistryAgent({
             connect: {
               ...(ca === undefined ? {} : { ca: [...Tls.rootCertificates, ca] }),
               rejectUnauthorized: tls.insecure !== true
             }
           })
-        ),
+        }),
         (agent) => Effect.promise(() => agent.destroy())
       )
     })
@@ -584,9 +671,12 @@ export const dispatcherLayer = (tls: TlsOptions = {}): Layer.Layer<NodeHttpClien
 export const layerNode = (
   options: Options & TlsOptions
 ): Layer.Layer<Registry, InvalidConfig, Credentials | RegistryRateLimiter> =>
-  layer(options).pipe(
+  Layer.effect(Registry, makeWith(options, true)).pipe(
     Layer.provide(NodeHttpClient.layerUndiciWithoutDispatcher),
-    Layer.provide(dispatcherLayer(options))
+    Layer.provide(nodeDispatcher(options, {
+      request: Duration.decode(options.requestTimeout ?? defaultRequestTimeout),
+      idle: Duration.decode(options.idleTimeout ?? defaultIdleTimeout)
+    }))
   )
 
 const readCaFile = (path: string) =>
@@ -689,8 +779,22 @@ const manifestTooLarge = (reference: string) =>
     reason: `manifest larger than ${maxManifestBytes} bytes`
   })
 
+const defaultRequestTimeout = Duration.seconds(60)
+const defaultIdleTimeout = Duration.seconds(60)
+
+// Blobs up to this size are downloaded in one read (see `getBlob`); larger ones are streamed.
+const bufferedBlobBytes = 8 * 1024 * 1024
+
+// undici's idle timeout on a body (see `nodeDispatcher`), as the stream reports it.
+const isBodyTimeout = (error: { readonly cause?: unknown }): boolean => {
+  const cause = error.cause as { readonly code?: unknown } | undefined
+  return cause?.code === "UND_ERR_BODY_TIMEOUT"
+}
+
 const bodyStalled = (operation: string) =>
   new TransientRegistry({ operation, reason: "the response body stalled" })
 
-const bodyInterrupted = (operation: string) =>
-  Effect.fail(new TransientRegistry({ operation, reason: "the response body was cut off" }))
+const bodyInterrupted = (operation: string, error: { readonly cause?: unknown }) =>
+  Effect.fail(
+    isBodyTimeout(error) ? bodyStalled(operation) : new TransientRegistry({ operation, reason: "the response body was cut off" })
+  )

@@ -11,8 +11,10 @@
  *   and before every deletion.
  * - `put`: refuses over-size state before uploading; blob POST+PUT and one manifest PUT by tag
  *   (plus the empty config blob once per process), the version tag when versioning is on, and one
- *   fence request when writing under a lock. A transient failure of the tag PUT is *observed*
- *   (resolved), never blindly re-sent. Every state manifest records its parent digest.
+ *   fence request when writing under a lock (or the parent read, when this process did not read
+ *   the state under that lock); the blob upload overlaps the fence and the parent read, so a put
+ *   costs three round trips. A transient failure of the tag PUT is *observed* (resolved), never
+ *   blindly re-sent. Every state manifest records its parent digest.
  * - Versions: numbered by the `org.terraform.state.version` annotation of the current state (a tag
  *   scan only when a legacy state lacks it, or when there is no state: a history whose state was
  *   deleted continues instead of being overwritten from 1); a failed read fails the put, numbering
@@ -52,7 +54,8 @@ import {
   StateTooLarge,
   type Unsupported
 } from "./Errors.js"
-import { type Compression, decodeState, encodeState, md5 } from "./internal/state/content.js"
+import { isValidTag } from "./internal/reference.js"
+import { type Compression, decodeState, encodeState, withLazyMd5 } from "./internal/state/content.js"
 import { type Holder, makeLock } from "./internal/state/lock.js"
 import {
   emptyConfigBytes,
@@ -63,6 +66,7 @@ import {
 } from "./internal/state/manifest.js"
 import { type Output, readOutputs } from "./internal/state/outputs.js"
 import { defaultWorkspace, validateWorkspace, type WorkspaceTags } from "./internal/state/workspace.js"
+import { annotateBytes, stateAttributes, stateOperation } from "./internal/telemetry.js"
 import type * as LockInfo from "./LockInfo.js"
 import { MediaType, Registry } from "./Registry.js"
 import * as WireFormat from "./WireFormat.js"
@@ -73,7 +77,7 @@ import * as WireFormat from "./WireFormat.js"
  */
 export interface StatePayload {
   readonly data: Uint8Array
-  /** MD5 of `data`, as OpenTofu's `remote.Payload` carries it. */
+  /** MD5 of `data`, as OpenTofu's `remote.Payload` carries it (computed on first access). */
   readonly md5: Uint8Array
   /** Digest of the state manifest: the identity of this version. */
   readonly digest: Digest.Digest
@@ -249,6 +253,10 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
       })
     )
 
+    // The span and the operations count of a state operation.
+    const traced = (operation: string, ws: WorkspaceTags, extra: Record<string, unknown> = {}) =>
+      stateOperation(`StateManager.${operation}`, operation, { ...stateAttributes(registry, repository, ws.name), ...extra })
+
     const holders = new Map<string, Holder>()
     const locks = makeLock({
       registry,
@@ -326,7 +334,8 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
         if (state.layer.kind === "gzip" && state.uncompressedSize !== undefined && state.uncompressedSize !== data.byteLength) {
           return yield* new CorruptState({ digest: layer.digest, reason: "decompressed size differs from the recorded one" })
         }
-        return Option.some<StatePayload>({ data, md5: md5(data), digest, version: state.version, updatedAt: state.updatedAt })
+        yield* annotateBytes(data.byteLength)
+        return Option.some<StatePayload>(withLazyMd5({ data, digest, version: state.version, updatedAt: state.updatedAt }))
       })
 
     // The highest version number among the version tags: numbers a state that carries no version
@@ -384,27 +393,36 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
         if (data.byteLength > maxStateSize) {
           return yield* new StateTooLarge({ size: data.byteLength, limit: maxStateSize })
         }
-        if (lockId !== undefined && lockId !== "") yield* locks.fence(ws, lockId)
-        // Parent and version: from what this process saw under this very lock, else read now.
-        const seen = lastSeen.get(ws.wsTag)
-        const known = seen !== undefined && lockId !== undefined && seen.lockId === lockId && heldLockId(ws) === lockId
-          ? Option.some(seen)
-          : Option.none()
-        const parent = Option.isSome(known)
-          ? Option.some({ digest: known.value.digest, version: known.value.version })
-          : Option.map(yield* readState(ws, ws.state), (found) => ({
-            digest: found.digest,
-            version: found.state.version
-          }))
-        // Without a current state, versions may still exist (the state was deleted): continue
-        // their numbering rather than overwrite version 1.
-        const parentVersion = Option.isNone(parent)
-          ? (versioning ? yield* highestVersionTag(ws) : 0)
-          : parent.value.version ?? (yield* highestVersionTag(ws))
-        const version = parentVersion + 1
-        const encoded = yield* encodeState(data, compression)
-        yield* ensureConfig
-        yield* registry.putBlob(repository, encoded.descriptor, encoded.body)
+        const base = Effect.gen(function*() {
+          if (lockId !== undefined && lockId !== "") yield* locks.fence(ws, lockId)
+          // Parent and version: from what this process saw under this very lock, else read now.
+          const seen = lastSeen.get(ws.wsTag)
+          const known = seen !== undefined && lockId !== undefined && seen.lockId === lockId && heldLockId(ws) === lockId
+            ? Option.some(seen)
+            : Option.none()
+          const parent = Option.isSome(known)
+            ? Option.some({ digest: known.value.digest, version: known.value.version })
+            : Option.map(yield* readState(ws, ws.state), (found) => ({
+              digest: found.digest,
+              version: found.state.version
+            }))
+          // Without a current state, versions may still exist (the state was deleted): continue
+          // their numbering rather than overwrite version 1.
+          const parentVersion = Option.isNone(parent)
+            ? (versioning ? yield* highestVersionTag(ws) : 0)
+            : parent.value.version ?? (yield* highestVersionTag(ws))
+          return { parent, version: parentVersion + 1 }
+        })
+        // The layer blob depends on none of the fence, the parent or the version: it is encoded
+        // and uploaded while they are read (a round trip less), and nothing is published before
+        // all of them are in. A failed fence interrupts the upload; an uploaded blob is harmless.
+        const upload = Effect.gen(function*() {
+          const encoded = yield* encodeState(data, compression)
+          yield* ensureConfig
+          yield* registry.putBlob(repository, encoded.descriptor, encoded.body)
+          return encoded
+        })
+        const [{ parent, version }, encoded] = yield* Effect.all([base, upload], { concurrency: 2 })
         const now = yield* Clock.currentTimeMillis
         const bytes = encodeManifest({
           artifactType: WireFormat.ArtifactType.state,
@@ -432,7 +450,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
           }
         }
         return { digest, version, versionTagged }
-      }).pipe(serialized(ws), Effect.withSpan("StateManager.put", { attributes: { workspace: ws.name, bytes: data.byteLength } }))
+      }).pipe(serialized(ws), traced("put", ws, { bytes: data.byteLength }))
 
     interface RetentionState {
       scanned: boolean
@@ -503,7 +521,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
       }).pipe(
         Effect.catchAll((error) => Effect.logWarning(`retention of ${ws.name} failed; retried with the next put`, error)),
         semaphoreOf(retentionMutex, ws.wsTag).withPermits(1),
-        Effect.withSpan("StateManager.retention", { attributes: { workspace: ws.name } })
+        traced("retention", ws)
       )
 
     // Delete a version tag's manifest unless it is the current state.
@@ -540,7 +558,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
           }
           lastSeen.set(ws.wsTag, { digest: found.value.digest, version: found.value.state.version, lockId: heldLockId(ws) })
           return yield* loadPayload(found.value)
-        }).pipe(Effect.withSpan("StateManager.get", { attributes: { workspace: ws.name } }))
+        }).pipe(traced("get", ws))
 
         const getVersion = (version: number) =>
           Effect.gen(function*() {
@@ -559,7 +577,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
             const current = yield* readState(ws, ws.state)
             if (Option.isSome(current) && current.value.state.version === version) return yield* loadPayload(current.value)
             return Option.none<StatePayload>()
-          }).pipe(Effect.withSpan("StateManager.getVersion", { attributes: { workspace: ws.name, version } }))
+          }).pipe(traced("getVersion", ws, { version }))
 
         const versions = Effect.gen(function*() {
           const tags = yield* versionTags(ws)
@@ -593,7 +611,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
             })
           }
           return [...byVersion.values()].sort((a, b) => a.version - b.version)
-        }).pipe(Effect.withSpan("StateManager.versions", { attributes: { workspace: ws.name } }))
+        }).pipe(traced("versions", ws))
 
         const restore = (version: number, restoreOptions?: { readonly lockId?: string | undefined }) =>
           Effect.gen(function*() {
@@ -602,7 +620,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
               return yield* new InvalidReference({ kind: "reference", value: `v${version}`, reason: `workspace ${JSON.stringify(ws.name)} has no such version` })
             }
             return yield* put(ws, payload.value.data, restoreOptions?.lockId)
-          }).pipe(Effect.withSpan("StateManager.restore", { attributes: { workspace: ws.name, version } }))
+          }).pipe(traced("restore", ws, { version }))
 
         const deleteState = Effect.gen(function*() {
           // Read strictly: the tag may hold another workspace whose name maps to the same tag.
@@ -637,13 +655,13 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
           }
           yield* deleteDigest(ws.state, digest)
           return true
-        }).pipe(serialized(ws), Effect.withSpan("StateManager.delete", { attributes: { workspace: ws.name } }))
+        }).pipe(serialized(ws), traced("delete", ws))
 
         const lockInfo = Effect.map(locks.current(ws), Option.map((c) => ({
           info: c.record.info,
           expiresAt: c.record.expiresAt,
           ours: c.record.candidate !== undefined
-        })))
+        }))).pipe(traced("lockInfo", ws))
 
         const withLock = <A, E, R>(info: LockInfo.LockInfo, effect: (lockId: string) => Effect.Effect<A, E, R>) =>
           Effect.acquireUseRelease(
@@ -689,7 +707,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
                   Effect.logWarning(`withLock: releasing lock ${lockId} of ${ws.name} failed; it stays until removed or expired`, error)
                 )
               )
-          ).pipe(Effect.withSpan("StateManager.withLock", { attributes: { workspace: ws.name } }))
+          ).pipe(traced("withLock", ws))
 
         return {
           workspace: ws.name,
@@ -707,19 +725,21 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
           outputs: Effect.flatMap(get, (payload) =>
             Option.isNone(payload)
               ? Effect.succeedNone
-              : Effect.map(readOutputs(payload.value.data, payload.value.digest), Option.some)),
+              : Effect.map(readOutputs(payload.value.data, payload.value.digest), Option.some)).pipe(traced("outputs", ws)),
           awaitRetention: FiberSet.awaitEmpty(retention)
         }
       })
 
     const workspaces = Effect.gen(function*() {
       const tags = yield* allTags
-      const stateTags = new Set(tags.filter((t) => t.startsWith("state-")))
+      // Tags no registry can hold (a hostile listing) are not ours to read.
+      const stateTags = new Set(tags.filter((t) => t.startsWith("state-") && isValidTag(t)))
       const names = yield* Effect.forEach([...stateTags], (tag) =>
         Effect.gen(function*() {
           const wsTag = tag.slice("state-".length)
           const versionForm = /^(.*)-v([1-9][0-9]{0,9})$/.exec(wsTag)
-          if (!wsTag.startsWith("ws-") && versionForm === null) return [wsTag]
+          // A literal name is one only if it maps to exactly this tag (else it cannot be opened).
+          if (!wsTag.startsWith("ws-") && versionForm === null) return WireFormat.workspaceTag(wsTag) === wsTag ? [wsTag] : []
           // Hashed names live in the annotation. `state-foo-v2` may be an old-form version of
           // `foo` (even an orphan one, after `foo`'s state was deleted) or the state of workspace
           // `foo-v2`: the annotation decides; without one, it is a version when `state-foo`
@@ -739,7 +759,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
           return WireFormat.workspaceTag(workspace) === wsTag ? [workspace] : []
         }), { concurrency })
       return [...new Set([defaultWorkspace, ...names.flat()])].sort()
-    }).pipe(Effect.withSpan("StateBackend.workspaces"))
+    }).pipe(stateOperation("StateBackend.workspaces", "workspaces", stateAttributes(registry, repository)))
 
     // The workspace a state or lock manifest names in its annotation, if it names one.
     const annotatedWorkspace = (bytes: Uint8Array, digest: string) =>
@@ -794,7 +814,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
         retentionState.delete(ws.wsTag)
         // Holders are keyed by tag: forget ours only (not the one of a name aliasing this tag).
         if (holders.get(ws.wsTag)?.candidate.startsWith(prefix) === true) holders.delete(ws.wsTag)
-      }).pipe(Effect.withSpan("StateBackend.deleteWorkspace", { attributes: { workspace: name } }))
+      }).pipe(stateOperation("StateBackend.deleteWorkspace", "deleteWorkspace", stateAttributes(registry, repository, name)))
 
     return {
       repository,

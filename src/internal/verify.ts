@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import * as Digest from "../Digest.js"
@@ -15,6 +16,10 @@ import type { BlobRef } from "../Registry.js"
  * held back until the end so that a consumer never receives the complete (unverified) content
  * before the verdict: a failing stream always fails before its last chunk.
  *
+ * Works a whole `Chunk` of buffers at a time (one step per network read, not one effect and one
+ * inner stream per buffer): on a 64 MiB download that is ~1,000 cheap steps instead of ~1,000
+ * `mapEffect` + `flattenIterables` rounds, which cost more CPU than the hashing itself.
+ *
  * @internal
  */
 export const verifyBlobStream = (blob: BlobRef) => <E, R>(
@@ -23,23 +28,24 @@ export const verifyBlobStream = (blob: BlobRef) => <E, R>(
   Stream.suspend(() => {
     const hasher = Digest.makeHasher()
     let pending: Uint8Array | undefined
-    const body = stream.pipe(
-      Stream.mapEffect((chunk): Effect.Effect<ReadonlyArray<Uint8Array>, CorruptState> => {
-        hasher.update(chunk)
-        if (hasher.size() > blob.size) {
-          return Effect.fail(
-            new CorruptState({
-              digest: blob.digest,
-              reason: `blob is larger than the ${blob.size} bytes its descriptor declares`
-            })
-          )
-        }
-        const out = pending === undefined ? [] : [pending]
-        pending = chunk
-        return Effect.succeed(out)
-      }),
-      Stream.flattenIterables
-    )
+    const body = Stream.mapChunksEffect(stream, (chunk): Effect.Effect<Chunk.Chunk<Uint8Array>, CorruptState> => {
+      if (Chunk.isEmpty(chunk)) return Effect.succeed(chunk)
+      const out: Array<Uint8Array> = []
+      for (const part of chunk) {
+        hasher.update(part)
+        if (pending !== undefined) out.push(pending)
+        pending = part
+      }
+      if (hasher.size() > blob.size) {
+        return Effect.fail(
+          new CorruptState({
+            digest: blob.digest,
+            reason: `blob is larger than the ${blob.size} bytes its descriptor declares`
+          })
+        )
+      }
+      return Effect.succeed(Chunk.unsafeFromArray(out))
+    })
     const tail = Stream.suspend(() => {
       if (hasher.size() !== blob.size) {
         return Stream.fail(
@@ -57,6 +63,23 @@ export const verifyBlobStream = (blob: BlobRef) => <E, R>(
     })
     return Stream.concat(body, tail)
   })
+
+/**
+ * Check a whole blob against its descriptor (size, then sha256).
+ *
+ * @internal
+ */
+export const verifyBlobBytes = (bytes: Uint8Array, blob: BlobRef): Effect.Effect<Uint8Array, CorruptState> => {
+  if (bytes.byteLength !== blob.size) {
+    return Effect.fail(
+      new CorruptState({ digest: blob.digest, reason: `blob has ${bytes.byteLength} bytes, its descriptor declares ${blob.size}` })
+    )
+  }
+  const actual = Digest.sha256(bytes)
+  return actual === blob.digest
+    ? Effect.succeed(bytes)
+    : Effect.fail(new CorruptState({ digest: blob.digest, reason: `blob content hashes to ${actual}` }))
+}
 
 /**
  * Check manifest bytes against the digest asked for (a digest reference) and the one the registry

@@ -68,9 +68,44 @@ export const scrubCredentials = (text: string, secrets: ReadonlyArray<string>): 
   }
   // A credential-looking word after the scheme: 8+ token characters, not all letters (so that
   // "Basic authentication" survives).
-  return out
-    .replace(/\b(basic|bearer)(\s+)(?=[A-Za-z]*[0-9+/=_~-])[A-Za-z0-9._~+/=-]{8,}/gi, `$1$2${redacted}`)
-    .replace(/\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, redacted)
+  return redactJwts(out.replace(/\b(basic|bearer)(\s+)(?=[A-Za-z]*[0-9+/=_~-])[A-Za-z0-9._~+/=-]{8,}/gi, `$1$2${redacted}`))
+}
+
+const isJwtChar = (c: string | undefined): boolean => c !== undefined && /[A-Za-z0-9_-]/.test(c)
+const isWordChar = (c: string | undefined): boolean => c !== undefined && /[A-Za-z0-9_]/.test(c)
+
+/**
+ * Replace JWT-shaped words: the matches of `/\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\/g`,
+ * found in linear time. (That expression re-scans a whole run of token characters from every `eyJ`
+ * inside it: a hostile 64 KiB body of `eyJ-eyJ-…` took seconds.) Every start inside one run of
+ * token characters ends that run at the same place, so a failed start skips the whole run.
+ */
+const redactJwts = (text: string): string => {
+  const runEnd = (i: number) => {
+    while (isJwtChar(text[i])) i++
+    return i
+  }
+  let out = ""
+  let copied = 0
+  let search = 0
+  for (;;) {
+    const start = text.indexOf("eyJ", search)
+    if (start < 0) break
+    if (isWordChar(text[start - 1])) {
+      search = start + 1
+      continue
+    }
+    const first = runEnd(start + 3)
+    const second = first > start + 3 && text[first] === "." ? runEnd(first + 1) : -1
+    if (second <= first + 1 || text[second] !== ".") {
+      search = Math.max(first, start + 1)
+      continue
+    }
+    const end = runEnd(second + 1)
+    out += text.slice(copied, start) + redacted
+    copied = search = end
+  }
+  return copied === 0 ? text : out + text.slice(copied)
 }
 
 const secretVariants = (secret: string): ReadonlyArray<string> => {

@@ -20,9 +20,11 @@ import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import { identity } from "effect/Function"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Stream from "effect/Stream"
@@ -35,6 +37,7 @@ import {
 } from "../../Errors.js"
 import type * as RateLimiter from "../../RateLimiter.js"
 import { parseRetryAfter } from "../../Retry.js"
+import { httpClientSpan, withSafeTracing } from "../telemetry.js"
 import type { AuthScope, Authenticator } from "./auth.js"
 import { errorFromStatus, parseOciErrorBody } from "./ociError.js"
 
@@ -72,6 +75,11 @@ export interface TransportOptions {
   readonly authenticator: Authenticator
   readonly userAgent: string
   readonly requestTimeout: Duration.Duration
+  /**
+   * The client enforces `requestTimeout` on the response head itself (undici's `headersTimeout`,
+   * see `HttpRegistry.layerNode`): no timer fiber per request here.
+   */
+  readonly timeoutInClient?: boolean | undefined
   readonly maxRedirects: number
 }
 
@@ -82,11 +90,22 @@ export const describe = (method: string, url: URL): string => `${method} ${url.p
 
 /** @internal */
 export const makeTransport = (options: TransportOptions) => {
-  const { authenticator, client, limiter } = options
+  const { authenticator, limiter } = options
+  // Spans: our own `http.client` span per exchange (no query strings or headers recorded).
+  const client = withSafeTracing(options.client)
   // The credentials each response's request carried, for scrubbing its error body.
   const sentSecrets = new WeakMap<HttpClientResponse.HttpClientResponse, ReadonlyArray<Redacted.Redacted<string>>>()
 
+  const timedOut = (operation: string, method: string, url: URL) =>
+    new TransientRegistry({
+      operation,
+      reason: `${describe(method, url)} timed out after ${Duration.format(options.requestTimeout)}`
+    })
+
   const mapClientError = (operation: string) => (error: HttpClientError.HttpClientError) => {
+    if (causeCode(error) === "UND_ERR_HEADERS_TIMEOUT") {
+      return timedOut(operation, error.request.method, new URL(error.request.url))
+    }
     if (error._tag === "RequestError" && error.reason !== "Transport") {
       return new RegistryError({ operation, reason: `request could not be sent (${error.reason})` })
     }
@@ -114,16 +133,17 @@ export const makeTransport = (options: TransportOptions) => {
     }
     const secrets = [...Option.toArray(authorization), ...(spec.secrets ?? [])]
     return client.execute(request).pipe(
-      Effect.tap((response) => Effect.sync(() => sentSecrets.set(response, secrets))),
+      Effect.tap((response) =>
+        Effect.sync(() => {
+          sentSecrets.set(response, secrets)
+          skimTimeouts.set(response, options.requestTimeout)
+        })
+      ),
       Effect.mapError(mapClientError(operation)),
-      Effect.timeoutFail({
-        duration: options.requestTimeout,
-        onTimeout: () =>
-          new TransientRegistry({
-            operation,
-            reason: `${describe(spec.method, url)} timed out after ${Duration.format(options.requestTimeout)}`
-          })
-      }),
+      options.timeoutInClient === true
+        ? identity
+        : Effect.timeoutFail({ duration: options.requestTimeout, onTimeout: () => timedOut(operation, spec.method, url) }),
+      httpClientSpan(spec.method, url),
       limiter.limit
     )
   }
@@ -251,8 +271,8 @@ export const makeTransport = (options: TransportOptions) => {
 export const readText = (
   response: HttpClientResponse.HttpClientResponse,
   limit: number
-): Effect.Effect<string, HttpClientError.ResponseError> =>
-  Effect.suspend(() => {
+): Effect.Effect<string, HttpClientError.ResponseError | Cause.TimeoutException> =>
+  Effect.timeout(skimTimeout(response))(Effect.suspend(() => {
     const chunks: Array<Uint8Array> = []
     let size = 0
     return response.stream.pipe(
@@ -266,7 +286,7 @@ export const readText = (
       ),
       Effect.map(() => new TextDecoder().decode(concatAll(chunks, size)))
     )
-  })
+  }))
 
 /**
  * Read a whole body into memory, failing (`tooLarge`) as soon as it exceeds `limit` bytes.
@@ -279,6 +299,15 @@ export const readBytes = <E>(
   tooLarge: () => E
 ): Effect.Effect<Uint8Array, E | HttpClientError.ResponseError> =>
   Effect.suspend(() => {
+    // A declared length within the limit (manifests, tag lists: always, on distribution): one
+    // read of the whole body, without the per-chunk stream machinery, which costs more than the
+    // request itself for a small body.
+    const declared = declaredLength(response)
+    if (declared !== undefined) {
+      return declared > limit
+        ? Effect.fail(tooLarge())
+        : Effect.map(response.arrayBuffer, (buffer) => new Uint8Array(buffer))
+    }
     const chunks: Array<Uint8Array> = []
     let size = 0
     return response.stream.pipe(
@@ -292,9 +321,29 @@ export const readBytes = <E>(
     )
   })
 
-/** Release a response we do not read. @internal */
+/**
+ * Release a response we do not read: drain up to 1 MiB (so the connection can be reused), giving
+ * up — abandoning the connection — when the body stalls. @internal
+ */
 export const discard = (response: HttpClientResponse.HttpClientResponse): Effect.Effect<void> =>
-  Effect.ignore(Stream.runDrain(Stream.take(response.stream, 1 << 20)))
+  // No body at all (HEAD, `Content-Length: 0`: most write answers): nothing to drain.
+  response.request.method === "HEAD" || declaredLength(response) === 0
+    ? Effect.void
+    : Effect.ignore(Effect.timeout(Stream.runDrain(Stream.take(response.stream, 1 << 20)), skimTimeout(response)))
+
+// Bodies we only skim (error bodies, token answers, bodies we discard) are read within the request
+// timeout of the exchange that produced them: a body that stalls must not hang the caller (the
+// bodies callers consume are bounded by their own idle timeout).
+const skimTimeouts = new WeakMap<HttpClientResponse.HttpClientResponse, Duration.Duration>()
+const skimTimeout = (response: HttpClientResponse.HttpClientResponse): Duration.Duration =>
+  skimTimeouts.get(response) ?? Duration.seconds(60)
+
+// `Content-Length`, when the response has a valid one.
+const declaredLength = (response: HttpClientResponse.HttpClientResponse): number | undefined => {
+  const header = response.headers["content-length"]
+  if (header === undefined || !/^\d{1,15}$/.test(header)) return undefined
+  return Number(header)
+}
 
 const concatAll = (chunks: ReadonlyArray<Uint8Array>, size: number): Uint8Array => {
   if (chunks.length === 1) return chunks[0]!

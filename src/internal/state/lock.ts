@@ -47,6 +47,7 @@
  * @internal
  */
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
@@ -67,8 +68,20 @@ import {
 import * as LockInfo from "../../LockInfo.js"
 import { MediaType, type Service as RegistryService } from "../../Registry.js"
 import * as WireFormat from "../../WireFormat.js"
+import { recordLockHold, recordRetry, stateAttributes, stateOperation, timeLockWait } from "../telemetry.js"
 import { candidateBytesOf, encodeLock, encodeUnlockedMarker, type LockRecord, readLock } from "./lockManifest.js"
 import type { WorkspaceTags } from "./workspace.js"
+
+/**
+ * Where candidate IDs (16 hex characters) come from: the OS's CSPRNG, so that candidates of
+ * concurrent processes never collide. Model checks replace it with a seeded generator to make
+ * schedules reproducible.
+ *
+ * @internal
+ */
+export class CandidateIds extends Context.Reference<CandidateIds>()("oras-state/CandidateIds", {
+  defaultValue: (): () => string => () => Crypto.randomBytes(8).toString("hex")
+}) {}
 
 /** A lock this process holds. @internal */
 export interface Holder {
@@ -80,6 +93,8 @@ export interface Holder {
   /** Digest of the copy published at `locked-<wsTag>`. */
   readonly publishedDigest: Digest
   readonly expiresAt: number | undefined
+  /** When this process acquired it (epoch ms, `Clock`), for the hold-time metric. */
+  readonly acquiredAt: number
 }
 
 /** @internal */
@@ -133,6 +148,7 @@ type Attempt =
 /** @internal */
 export const makeLock = (ctx: LockContext) => {
   const { registry, repository } = ctx
+  const attributes = (ws: WorkspaceTags) => stateAttributes(registry, repository, ws.name)
 
   const readManifest = (reference: string) =>
     Effect.flatMap(registry.getManifest(repository, reference), (m) =>
@@ -180,6 +196,22 @@ export const makeLock = (ctx: LockContext) => {
       Effect.map((chunk) => Array.from(chunk))
     )
 
+  // Candidates of ours whose withdrawal failed (a transient error after the candidate landed). They
+  // hold nothing, so our own attempts ignore them; their removal is retried before every attempt
+  // and release, so that a burst of failures does not leave them blocking everyone else.
+  const orphans = new Map<string, { readonly wsTag: string; readonly digest: Digest }>()
+  const withdraw = (ws: WorkspaceTags, digest: Digest, candidate: string) =>
+    retire(ws, digest, [candidate]).pipe(
+      Effect.tap(() => Effect.sync(() => orphans.delete(candidate))),
+      Effect.catchAll(() => Effect.sync(() => orphans.set(candidate, { wsTag: ws.wsTag, digest })))
+    )
+  const retireOrphans = (ws: WorkspaceTags) =>
+    Effect.forEach(
+      [...orphans].filter(([, orphan]) => orphan.wsTag === ws.wsTag),
+      ([candidate, orphan]) => withdraw(ws, orphan.digest, candidate),
+      { discard: true }
+    )
+
   // Rival candidates that are live, with their records; expired ones are retired on the way.
   const liveRivals = (ws: WorkspaceTags, rivals: ReadonlyArray<string>, now: number) =>
     Effect.forEach(rivals, (tag) =>
@@ -207,14 +239,16 @@ export const makeLock = (ctx: LockContext) => {
   const attempt = (ws: WorkspaceTags, info: LockInfo.LockInfo): Effect.Effect<Attempt, LockFailure> =>
     Effect.gen(function*() {
       yield* ctx.ensureConfig
+      yield* retireOrphans(ws)
       const now = yield* Clock.currentTimeMillis
       const expiresAt = ctx.ttlMillis > 0 ? now + ctx.ttlMillis : undefined
-      const candidate = `${candidatePrefix(ws)}${Crypto.randomBytes(8).toString("hex")}`
+      const candidate = `${candidatePrefix(ws)}${(yield* CandidateIds)()}`
       const bytes = encodeLock({ workspace: ws.name, info, candidate, expiresAt, now })
       const digest = Digest.sha256(bytes)
       // From the first byte sent, any failure withdraws the candidate (which may have landed
-      // even if its PUT reported an error), so it can never block others.
-      const withdraw = retire(ws, digest, [candidate])
+      // even if its PUT reported an error), so it can never block others (if withdrawing fails,
+      // it is retried with the next attempt).
+      const withdrawn = withdraw(ws, digest, candidate)
       const outcome = yield* Effect.gen(function*() {
         // Reading `locked-` does not need to follow our write (it only finds ghoten holders and
         // names the holder), so it overlaps with it: the uncontended path is 3 round trips.
@@ -244,7 +278,7 @@ export const makeLock = (ctx: LockContext) => {
           tags = yield* listCandidates(ws)
         }
         const checkedAt = yield* Clock.currentTimeMillis
-        const rivals = yield* liveRivals(ws, tags.filter((t) => t !== candidate), checkedAt)
+        const rivals = yield* liveRivals(ws, tags.filter((t) => t !== candidate && !orphans.has(t)), checkedAt)
         if (rivals.length > 0) {
           const holder = Option.isSome(current)
             ? rivals.find((r) => r.tag === current.value.record.candidate)
@@ -261,9 +295,13 @@ export const makeLock = (ctx: LockContext) => {
         }
         const published = encodeLock({ workspace: ws.name, info, candidate, expiresAt, now, published: true })
         const publishedDigest = yield* publish(ws.lock, published)
-        return { _tag: "Acquired", holder: { lockId: info.ID, info, candidate, digest, publishedDigest, expiresAt } } as const
-      }).pipe(Effect.onError(() => Effect.ignore(withdraw)))
-      if (outcome._tag !== "Acquired") yield* withdraw
+        const acquiredAt = yield* Clock.currentTimeMillis
+        return {
+          _tag: "Acquired",
+          holder: { lockId: info.ID, info, candidate, digest, publishedDigest, expiresAt, acquiredAt }
+        } as const
+      }).pipe(Effect.onError(() => withdrawn))
+      if (outcome._tag !== "Acquired") yield* withdrawn
       return outcome
     })
 
@@ -296,6 +334,7 @@ export const makeLock = (ctx: LockContext) => {
         if (held.lockId === info.ID) return info.ID
         return yield* new LockConflict({ workspace: ws.name, info: held.info })
       }
+      let retries = 0
       for (let round = 1;; round++) {
         const startedAt = yield* Clock.currentTimeMillis
         // An attempt uses a fresh candidate, so one that failed transiently can simply be made again.
@@ -306,6 +345,7 @@ export const makeLock = (ctx: LockContext) => {
         switch (outcome._tag) {
           case "Retry":
             yield* Effect.sleep(Duration.millis(yield* Random.nextIntBetween(1, 25 * 2 ** Math.min(round, 6))))
+            yield* recordRetry("lock", ++retries)
             break
           case "Acquired":
             ctx.holders.set(ws.wsTag, outcome.holder)
@@ -323,7 +363,7 @@ export const makeLock = (ctx: LockContext) => {
           }
         }
       }
-    }).pipe(Effect.withSpan("StateManager.lock", { attributes: { workspace: ws.name } }))
+    }).pipe(timeLockWait, stateOperation("StateManager.lock", "lock", attributes(ws)))
 
   /** The current lock of a workspace, if live. */
   const current = (ws: WorkspaceTags) =>
@@ -356,6 +396,8 @@ export const makeLock = (ctx: LockContext) => {
         yield* retire(ws, held.publishedDigest, [ws.lock])
         yield* retire(ws, held.digest, [held.candidate])
         ctx.holders.delete(ws.wsTag)
+        yield* retireOrphans(ws)
+        yield* recordLockHold(held.acquiredAt)
         return
       }
       // Released by another process (Terraform's UNLOCK can reach another server): read `locked-`.
@@ -370,7 +412,7 @@ export const makeLock = (ctx: LockContext) => {
         return yield* new LockIdMismatch({ workspace: ws.name, given: lockId, held: record.info.ID })
       }
       yield* removeLock(ws, digest, bytes, record)
-    }).pipe(Effect.withSpan("StateManager.unlock", { attributes: { workspace: ws.name } }))
+    }).pipe(stateOperation("StateManager.unlock", "unlock", attributes(ws)))
 
   // Remove the lock published at `locked-` (digest, bytes) and its candidate.
   const removeLock = (ws: WorkspaceTags, digest: Digest, bytes: Uint8Array, record: LockRecord) =>
@@ -407,9 +449,12 @@ export const makeLock = (ctx: LockContext) => {
         yield* retire(ws, candidateDigest, [record.candidate])
       }
       const held = ctx.holders.get(ws.wsTag)
-      if (held !== undefined && held.lockId === record.info.ID) ctx.holders.delete(ws.wsTag)
+      if (held !== undefined && held.lockId === record.info.ID) {
+        ctx.holders.delete(ws.wsTag)
+        yield* recordLockHold(held.acquiredAt)
+      }
       return Option.some(record.info)
-    }).pipe(Effect.withSpan("StateManager.forceUnlock", { attributes: { workspace: ws.name } }))
+    }).pipe(stateOperation("StateManager.forceUnlock", "forceUnlock", attributes(ws)))
 
   /**
    * Fencing, before a state write under `lockId`: the lease must have `fenceMargin` left (judged
@@ -475,7 +520,7 @@ export const makeLock = (ctx: LockContext) => {
       }
       // The superseded lease manifests are garbage now (no tag points at them any more).
       yield* Effect.ignore(registry.deleteManifest(repository, held.digest))
-    }).pipe(Effect.withSpan("StateManager.renewLease", { attributes: { workspace: ws.name } }))
+    }).pipe(stateOperation("StateManager.renewLease", "renewLease", attributes(ws)))
 
   return { acquire, release, forceRelease, current, fence, renew, candidatePrefix } as const
 }

@@ -70,13 +70,23 @@ export const parseManifest = (bytes: Uint8Array, digest: string): Effect.Effect<
     }
     return Effect.succeed(m)
   }
-  const detail = ParseResult.ArrayFormatter.formatErrorSync(result.left)[0]
+  const detail = firstIssue(result.left)
   return Effect.fail(
     new CorruptState({
       digest,
       reason: `not an OCI image manifest${detail === undefined ? "" : ` (${detail.path.join(".") || "root"}: ${detail.message.slice(0, 120)})`}`
     })
   )
+}
+
+// The first problem, formatted. Formatting quotes the offending value, recursively: a hostile
+// manifest nesting arrays a million deep overflows the stack there (a defect); it then has no detail.
+const firstIssue = (error: ParseResult.ParseError): ParseResult.ArrayFormatterIssue | undefined => {
+  try {
+    return ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  } catch {
+    return undefined
+  }
 }
 
 /** Compact JSON in ORAS field order. @internal */
