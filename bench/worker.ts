@@ -1,0 +1,113 @@
+/**
+ * Child-process tasks of the benchmark (peak RSS is per process, so each measurement gets a fresh
+ * one). Prints one JSON line on stdout.
+ *
+ *   worker.js transfer <host> <repository> <ours|raw> <put|get> <bytes> <none|gzip> <name>
+ *   worker.js contend  <host> <repository> <id> <milliseconds>
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Fs from "node:fs"
+import * as LockInfo from "../src/LockInfo.js"
+import { makeClient } from "./client.js"
+import { makeState } from "./data.js"
+import { makeRawClient } from "./raw.js"
+
+/** Resident set now and at its peak (bytes), from /proc (Linux). */
+const memory = (): { rss: number; peak: number } => {
+  const status = Fs.readFileSync("/proc/self/status", "utf8")
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) * 1024
+  return { rss: kb("VmRSS"), peak: kb("VmHWM") }
+}
+
+/**
+ * Collect garbage (the worker runs with --expose-gc) and restart the peak-RSS watermark at the
+ * current RSS (Linux `clear_refs` 5); returns the RSS.
+ */
+const settle = (): number => {
+  const gc = (globalThis as { gc?: () => void }).gc
+  gc?.()
+  try {
+    Fs.writeFileSync("/proc/self/clear_refs", "5")
+  } catch {
+    // Without it, the peak covers the whole process life.
+  }
+  return memory().rss
+}
+
+const transfer = async (args: ReadonlyArray<string>) => {
+  const [host, repository, who, op, bytesText, compression, name] = args as [string, string, string, string, string, "none" | "gzip", string]
+  const size = Number(bytesText)
+  const gzip = compression === "gzip"
+  const raw = who === "raw" ? makeRawClient(host) : undefined
+  const ours = who === "ours" ? await makeClient(host, { repository, compression }) : undefined
+  const idle = settle()
+  const data = op === "put" ? makeState(size, 7) : undefined
+  // The garbage of generating the state is not the operation's: collect it, then measure the
+  // peak from here on.
+  const before = settle()
+  const started = performance.now()
+  let received = 0
+  if (raw !== undefined) {
+    if (data !== undefined) await raw.put(repository, name, data, gzip)
+    else received = (await raw.get(repository, name)).byteLength
+  } else if (ours !== undefined) {
+    const sm = await ours.manager(name)
+    if (data !== undefined) await ours.run(sm.put(data))
+    else {
+      const payload = await ours.run(sm.get)
+      received = Option.isSome(payload) ? payload.value.data.byteLength : 0
+    }
+  }
+  const seconds = (performance.now() - started) / 1000
+  const { peak } = memory()
+  if (op === "get" && received !== size) throw new Error(`got ${received} bytes, expected ${size}`)
+  await raw?.close()
+  await ours?.dispose()
+  return { seconds, idle, before, peak }
+}
+
+const contend = async (args: ReadonlyArray<string>) => {
+  const [host, repository, id, durationText] = args as [string, string, string, string]
+  const client = await makeClient(host, { repository })
+  const sm = await client.manager("contended")
+  const until = performance.now() + Number(durationText)
+  const stats = { acquired: 0, conflicts: 0, lockMs: [] as Array<number>, waitMs: [] as Array<number> }
+  await client.run(Effect.gen(function*() {
+    for (let round = 0; performance.now() < until; round++) {
+      const info = LockInfo.make({ ID: `${id}-${round}`, Who: `bench-${id}`, Operation: "OperationTypeApply" })
+      const waitStart = performance.now()
+      for (;;) {
+        const t = performance.now()
+        const attempt = yield* Effect.either(sm.lock(info))
+        if (attempt._tag === "Right") {
+          stats.lockMs.push(performance.now() - t)
+          break
+        }
+        if (attempt.left._tag !== "LockConflict") return yield* Effect.fail(attempt.left)
+        stats.conflicts++
+        // What Terraform's -lock-timeout does: wait a little, try again.
+        yield* Effect.sleep(Duration.millis(yield* Random.nextIntBetween(5, 60)))
+      }
+      stats.waitMs.push(performance.now() - waitStart)
+      stats.acquired++
+      yield* sm.unlock(info.ID)
+    }
+  }))
+  await client.dispose()
+  return stats
+}
+
+const [task, ...rest] = process.argv.slice(2)
+const main = task === "transfer" ? transfer(rest) : task === "contend" ? contend(rest) : Promise.reject(new Error(`unknown task ${task}`))
+main.then(
+  (result) => {
+    process.stdout.write(`${JSON.stringify(result)}\n`)
+  },
+  (error: unknown) => {
+    process.stderr.write(`bench worker failed: ${error instanceof Error ? error.stack : String(error)}\n`)
+    process.exit(1)
+  }
+)
