@@ -46,6 +46,7 @@ import {
 } from "./Errors.js"
 import * as Reference from "./internal/reference.js"
 import * as Retry from "./Retry.js"
+import { withSafeTracing } from "./internal/telemetry.js"
 
 /**
  * @since 0.1.0
@@ -140,7 +141,8 @@ export const make = (
     const apiBase = yield* parseApiBase(options.apiBaseUrl ?? defaults.apiBaseUrl)
     const credentials = yield* Credentials
     const baseClient = yield* HttpClient.HttpClient
-    const client = options.transformClient === undefined ? baseClient : options.transformClient(baseClient)
+    // The platform's own HTTP span would record full URLs and response headers: use ours.
+    const client = withSafeTracing(options.transformClient === undefined ? baseClient : options.transformClient(baseClient))
     const registryHost = options.registryHost ?? defaults.registryHost
     const maxPages = Math.max(1, Math.floor(options.maxPages ?? defaults.maxPages))
     const perPage = Math.min(100, Math.max(1, Math.floor(options.perPage ?? defaults.perPage)))
