@@ -5,6 +5,9 @@ import * as LockInfo from "../../src/LockInfo.js"
 import * as MemoryRegistry from "../../src/MemoryRegistry.js"
 import { MediaType, Registry } from "../../src/Registry.js"
 import { StateBackend } from "../../src/StateBackend.js"
+import { candidatePrefix } from "../../src/internal/state/lock.js"
+import { encodeLock } from "../../src/internal/state/lockManifest.js"
+import { validateWorkspace } from "../../src/internal/state/workspace.js"
 import { backendLayer, clearRequests, httpRequests, repository, str, tfState } from "../state/support.js"
 
 const info = (ID: string, Who = `${ID}@host`) => LockInfo.make({ ID, Who, Operation: "OperationTypeApply", Version: "1.9.0" })
@@ -85,6 +88,32 @@ describe("lock / unlock", () => {
       yield* other.unlock("bob")
       expect(yield* httpRequests).toBeLessThanOrEqual(3)
       console.log(`lock requests: ${lockRequests}, unlock requests: ${unlockRequests} (same process)`)
+    }).pipe(Effect.scoped, Effect.provide(backendLayer())))
+})
+
+describe("stranded candidates", () => {
+  it.effect("a candidate left by a crashed contender (no locked- tag) is reported and reachable by force-unlock", () =>
+    Effect.gen(function*() {
+      const registry = yield* Registry
+      const sm = yield* (yield* StateBackend).stateManager("default")
+      yield* registry.putBlob(repository, { digest: Digest.emptyJsonDigest, size: 2 }, new TextEncoder().encode("{}"))
+      const stranded = encodeLock({
+        workspace: "default",
+        info: info("crashed-contender"),
+        candidate: `${candidatePrefix(yield* validateWorkspace("default"))}00000000deadbeef`,
+        expiresAt: undefined,
+        now: 0
+      })
+      yield* registry.putManifest(repository, `${candidatePrefix(yield* validateWorkspace("default"))}00000000deadbeef`, {
+        mediaType: MediaType.ociManifest,
+        bytes: stranded
+      })
+      const conflict = yield* Effect.flip(sm.lock(info("alice")).pipe(Effect.fork, Effect.tap(() => TestClock.adjust("1 minute")), Effect.flatMap(Fiber.join)))
+      expect(conflict._tag === "LockConflict" && conflict.info.ID).toBe("crashed-contender")
+      expect((yield* Effect.flip(sm.forceUnlock("someone-else")))._tag).toBe("LockIdMismatch")
+      const removed = yield* sm.forceUnlock("crashed-contender")
+      expect(Option.getOrThrow(removed).ID).toBe("crashed-contender")
+      expect(yield* sm.lock(info("alice"))).toBe("alice")
     }).pipe(Effect.scoped, Effect.provide(backendLayer())))
 })
 

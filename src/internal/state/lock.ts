@@ -437,23 +437,40 @@ export const makeLock = (ctx: LockContext) => {
   /** Remove whatever lock is held, reporting whom it removed. */
   const forceRelease = (ws: WorkspaceTags, expectedId: string | undefined) =>
     Effect.gen(function*() {
+      const wanted = expectedId === undefined || expectedId === "" ? undefined : expectedId
       const found = yield* current(ws)
-      if (Option.isNone(found)) return Option.none<LockInfo.LockInfo>()
-      const { bytes, candidateDigest, digest, record } = found.value
-      if (expectedId !== undefined && expectedId !== "" && record.info.ID !== expectedId) {
-        return yield* new LockIdMismatch({ workspace: ws.name, given: expectedId, held: record.info.ID })
+      let removed = Option.none<LockInfo.LockInfo>()
+      if (Option.isSome(found)) {
+        const { bytes, candidateDigest, digest, record } = found.value
+        if (wanted !== undefined && record.info.ID !== wanted) {
+          return yield* new LockIdMismatch({ workspace: ws.name, given: wanted, held: record.info.ID })
+        }
+        yield* removeLock(ws, digest, bytes, record)
+        if (candidateDigest !== undefined && record.candidate !== undefined) {
+          // The candidate we saw live (maybe renewed since `locked-` was written): remove it too.
+          yield* retire(ws, candidateDigest, [record.candidate])
+        }
+        removed = Option.some(record.info)
       }
-      yield* removeLock(ws, digest, bytes, record)
-      if (candidateDigest !== undefined && record.candidate !== undefined) {
-        // The candidate we saw live (maybe renewed since `locked-` was written): remove it too.
-        yield* retire(ws, candidateDigest, [record.candidate])
+      // Candidates that block without a published lock: a contender that crashed between its
+      // write and its withdrawal, or whose withdrawal failed. Contenders report them in
+      // LockConflict, so force-unlock by that ID (or an empty force-unlock) must reach them too.
+      const now = yield* Clock.currentTimeMillis
+      const live = yield* liveRivals(ws, yield* listCandidates(ws), now)
+      const stranded = live.filter((c) => wanted === undefined || c.record.info.ID === wanted)
+      if (Option.isNone(removed) && stranded.length === 0 && wanted !== undefined && live.length > 0) {
+        return yield* new LockIdMismatch({ workspace: ws.name, given: wanted, held: live[0]!.record.info.ID })
+      }
+      for (const candidate of stranded) {
+        if (candidate.digest !== "") yield* retire(ws, candidate.digest, [candidate.tag])
+        if (Option.isNone(removed)) removed = Option.some(candidate.record.info)
       }
       const held = ctx.holders.get(ws.wsTag)
-      if (held !== undefined && held.lockId === record.info.ID) {
+      if (held !== undefined && Option.isSome(removed) && held.lockId === removed.value.ID) {
         ctx.holders.delete(ws.wsTag)
         yield* recordLockHold(held.acquiredAt)
       }
-      return Option.some(record.info)
+      return removed
     }).pipe(stateOperation("StateManager.forceUnlock", "forceUnlock", attributes(ws)))
 
   /**
