@@ -92,7 +92,9 @@ export const parseRepository = (
 ): { readonly registry: string; readonly path: string; readonly plainHttp: boolean } | undefined => {
   const match = /^(?:(https?):\/\/)?([^/]+)\/(.+)$/.exec(value.trim())
   if (match === null) return undefined
-  const [, scheme, host, path] = match as unknown as [string, string | undefined, string, string]
+  const scheme = match[1]
+  const host = match[2] ?? ""
+  const path = match[3] ?? ""
   if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(host) && !/^\[[0-9a-fA-F:]+\](:\d{1,5})?$/.test(host)) return undefined
   if (!isValidRepository(path)) return undefined
   return { registry: scheme === undefined ? host : `${scheme}://${host}`, path, plainHttp: scheme === "http" }

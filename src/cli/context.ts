@@ -23,6 +23,7 @@
  *
  * @since 0.1.0
  */
+import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Cause from "effect/Cause"
@@ -386,6 +387,16 @@ export const withBackend = <A, E, R>(
       yield* backend.awaitRetention
       return result
     }).pipe(Effect.provide(backendLayer(target, cli.progress))))
+
+/**
+ * The optional `[workspace]` argument shared by the lock, versions and state commands.
+ *
+ * @internal
+ */
+export const workspaceArg = Args.text({ name: "workspace" }).pipe(
+  Args.withDescription("Workspace (default: default)"),
+  Args.optional
+)
 
 /**
  * A workspace argument: the default workspace when absent; anything that looks like an option is

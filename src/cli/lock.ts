@@ -8,7 +8,6 @@
  *
  * @since 0.1.0
  */
-import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Prompt from "@effect/cli/Prompt"
@@ -22,16 +21,12 @@ import {
   missingSubcommand,
   runCommand,
   withBackend,
+  workspaceArg,
   workspaceOf,
   writeStdout
 } from "./context.js"
 import { Aborted, ExitCode, UsageError } from "./errors.js"
 import { formatDuration, isoOf } from "./format.js"
-
-const workspaceArg = Args.text({ name: "workspace" }).pipe(
-  Args.withDescription("Workspace (default: default)"),
-  Args.optional
-)
 
 /**
  * The holder as JSON.

@@ -20,17 +20,13 @@ import {
   missingSubcommand,
   runCommand,
   withBackend,
+  workspaceArg,
   workspaceOf
 } from "./context.js"
 import { FileError, InvalidState, NotFound, StateMismatch } from "./errors.js"
 import { shortDigest } from "./format.js"
 import { formatBytes } from "./progress.js"
 import { payloadJson } from "./versions.js"
-
-const workspaceArg = Args.text({ name: "workspace" }).pipe(
-  Args.withDescription("Workspace (default: default)"),
-  Args.optional
-)
 
 const fileFailure = (path: string, action: string) => (error: { readonly _tag: string; readonly reason?: string; readonly message: string }) =>
   error._tag === "SystemError" && error.reason === "NotFound"

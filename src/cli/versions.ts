@@ -18,17 +18,13 @@ import {
   missingSubcommand,
   runCommand,
   withBackend,
+  workspaceArg,
   workspaceOf
 } from "./context.js"
 import { InvalidState, NotFound, UsageError } from "./errors.js"
 import { shortDigest, table } from "./format.js"
 import { formatBytes } from "./progress.js"
 import { diffStates, parseState, showValue, type StateDiff } from "./stateDiff.js"
-
-const workspaceArg = Args.text({ name: "workspace" }).pipe(
-  Args.withDescription("Workspace (default: default)"),
-  Args.optional
-)
 
 type VersionRef = { readonly _tag: "Current" } | { readonly _tag: "Number"; readonly n: number }
 
