@@ -3,8 +3,11 @@
  *
  * @since 0.1.0
  */
-import * as Crypto from "node:crypto"
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as Crypto from "node:crypto"
+
+const digestPattern = /^sha256:[a-f0-9]{64}$/
 
 /**
  * A canonical sha256 digest string.
@@ -13,7 +16,7 @@ import * as Schema from "effect/Schema"
  * @category models
  */
 export const Digest = Schema.String.pipe(
-  Schema.pattern(/^sha256:[a-f0-9]{64}$/),
+  Schema.pattern(digestPattern),
   Schema.brand("oras-state/Digest")
 )
 
@@ -24,10 +27,13 @@ export const Digest = Schema.String.pipe(
 export type Digest = typeof Digest.Type
 
 /**
+ * Whether `u` is a canonical digest (the pattern tested directly: `Schema.is` cost more than the
+ * request it guards).
+ *
  * @since 0.1.0
  * @category guards
  */
-export const isDigest: (u: unknown) => u is Digest = Schema.is(Digest)
+export const isDigest = (u: unknown): u is Digest => typeof u === "string" && digestPattern.test(u)
 
 /**
  * sha256 of the given bytes (one buffer or a list of chunks).
@@ -41,6 +47,21 @@ export const sha256 = (data: Uint8Array | ReadonlyArray<Uint8Array>): Digest => 
   else for (const chunk of data) hash.update(chunk)
   return `sha256:${hash.digest("hex")}` as Digest
 }
+
+/**
+ * sha256 of `data` computed on libuv's thread pool (WebCrypto), leaving the event loop free —
+ * for a writer that has requests in flight meanwhile. The bytes are copied for the worker, so
+ * this is for states of moderate size; `sha256` hashes larger ones in place.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const sha256OffThread = (data: Uint8Array): Effect.Effect<Digest> =>
+  Effect.tryPromise(() => Crypto.webcrypto.subtle.digest("SHA-256", data)).pipe(
+    Effect.map((hash) => `sha256:${Buffer.from(hash).toString("hex")}` as Digest),
+    // WebCrypto refuses some views (over a SharedArrayBuffer): hash those here.
+    Effect.orElse(() => Effect.sync(() => sha256(data)))
+  )
 
 /**
  * An incremental sha256 that also counts bytes, for verifying streamed content.

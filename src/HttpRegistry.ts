@@ -32,9 +32,7 @@
  *
  * @since 0.1.0
  */
-import * as HttpBody from "@effect/platform/HttpBody"
 import * as HttpClient from "@effect/platform/HttpClient"
-import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Undici from "@effect/platform-node/Undici"
 import * as Chunk from "effect/Chunk"
@@ -51,13 +49,15 @@ import { Credentials } from "./Credentials.js"
 import * as Digest from "./Digest.js"
 import { CorruptState, InvalidConfig, RegistryError, TransientRegistry, Unsupported } from "./Errors.js"
 import { type AuthScope, makeAuthenticator, parseTokenResponse, unauthorizedTokenEndpoint } from "./internal/http/auth.js"
+import { readVerifiedBlob } from "./internal/http/body.js"
+import { makeExchange } from "./internal/http/nativeExchange.js"
 import { nextLink } from "./internal/http/link.js"
-import { discard, makeTransport, readBytes, readText } from "./internal/http/transport.js"
+import { discard, makeTransport, readBytes, readText, type RegistryResponse } from "./internal/http/transport.js"
 import * as Reference from "./internal/reference.js"
 import { instrumentRegistry, registrySpan } from "./internal/telemetry.js"
 import * as Verify from "./internal/verify.js"
 import { RegistryRateLimiter } from "./RateLimiter.js"
-import { manifestAccept, maxManifestBytes, Registry, type Service } from "./Registry.js"
+import { type BlobRef, manifestAccept, maxManifestBytes, Registry, type Service } from "./Registry.js"
 import * as Retry from "./Retry.js"
 
 /**
@@ -174,20 +174,23 @@ const withoutTrailingSlashes = (s: string): string => {
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options) => makeWith(options, false)
+export const make = (options: Options) => makeWith(options, false, undefined)
 
 // `timeoutsInClient`: the HTTP client itself enforces `requestTimeout` on response heads and
 // `idleTimeout` on bodies (the undici dispatcher of `layerNode`: one native timer per request,
 // re-armed per read), so requests and blob streams need no timer fibers of their own —
 // `Stream.timeoutFail` races a fresh timer fiber on every read, which on a large download cost
 // more CPU than hashing it and delayed every read; `Effect.timeoutFail` did the same per request.
-const makeWith = (options: Options, timeoutsInClient: boolean) =>
+// `dispatcher`: requests go straight to it (see `internal/http/nativeExchange.ts`) unless the
+// application transforms the client.
+const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undici.Dispatcher | undefined) =>
   Effect.gen(function*() {
     const endpoint = yield* parseEndpoint(options.registry, options.plainHttp ?? false)
     const credentials = yield* Credentials
     const limiter = yield* RegistryRateLimiter
     const baseClient = yield* HttpClient.HttpClient
     const client = options.transformClient === undefined ? baseClient : options.transformClient(baseClient)
+    const native = dispatcher !== undefined && options.transformClient === undefined ? makeExchange(dispatcher) : undefined
     const policy = Retry.schedule(options.retry)
     const retrying = <A, E, R>(self: Effect.Effect<A, E, R>) => Retry.retryTransient(self, policy)
     const requestTimeout = Duration.decode(options.requestTimeout ?? defaultRequestTimeout)
@@ -210,7 +213,8 @@ const makeWith = (options: Options, timeoutsInClient: boolean) =>
       userAgent,
       requestTimeout,
       timeoutInClient: timeoutsInClient,
-      maxRedirects: 0
+      maxRedirects: 0,
+      native
     })
 
     const authenticator = yield* makeAuthenticator({
@@ -258,7 +262,8 @@ const makeWith = (options: Options, timeoutsInClient: boolean) =>
       userAgent,
       requestTimeout,
       timeoutInClient: timeoutsInClient,
-      maxRedirects: 5
+      maxRedirects: 5,
+      native
     })
 
     const apiUrl = (path: string) => new URL(`${endpoint.origin}/v2/${path}`)
@@ -321,7 +326,7 @@ const makeWith = (options: Options, timeoutsInClient: boolean) =>
         }
         const bytes = yield* readBytes(response, maxManifestBytes, () => manifestTooLarge(reference)).pipe(
           bodyTimer(operation),
-          Effect.catchTag("ResponseError", (error) => bodyInterrupted(operation, error))
+          Effect.catchTag("BodyFailure", (error) => bodyInterrupted(operation, error))
         )
         const expected = [
           Reference.isDigestReference(reference) ? reference : undefined,
@@ -358,7 +363,7 @@ const makeWith = (options: Options, timeoutsInClient: boolean) =>
         const response = yield* transport.send(operation, {
           method: "PUT",
           url: apiUrl(`${repository}/manifests/${reference}`),
-          body: () => HttpBody.uint8Array(manifest.bytes, manifest.mediaType),
+          body: { contentType: manifest.mediaType, bytes: manifest.bytes },
           scope: push(repository)
         })
         yield* transport.expectStatus(operation, response, [200, 201, 202, 204])
@@ -427,9 +432,10 @@ const makeWith = (options: Options, timeoutsInClient: boolean) =>
         return Option.some(Number.isSafeInteger(size) && size >= 0 ? size : 0)
       }).pipe(Effect.catchTag("Unsupported", toRegistryError), retrying, span("blobExists", repository, digest))
 
-    const getBlob: Service["getBlob"] = (repository, blob) => {
-      const operation = "getBlob"
-      const open = Effect.gen(function*() {
+    // GET a blob: the response, once its status and declared length are right.
+    const openBlob = (repository: string, blob: BlobRef) =>
+      Effect.gen(function*() {
+        const operation = "getBlob"
         yield* Reference.validateRepository(repository)
         yield* Reference.validateDigest(blob.digest)
         const response = yield* transport.send(operation, {
@@ -456,41 +462,30 @@ const makeWith = (options: Options, timeoutsInClient: boolean) =>
           })
         }
         return yield* transport.expectStatus(operation, response, [200])
-      })
-      if (blob.size <= bufferedBlobBytes) {
-        // A small blob (most states) is read whole inside the retried request: one read instead
-        // of one stream step per network read (tens of µs each through the platform's stream and
-        // ours, more than the bytes themselves cost on a fast link), verified before anything is
-        // emitted, and a body cut off midway is retried like any idempotent GET. At most
-        // `blob.size` bytes are accepted.
-        const whole = Effect.flatMap(open, (response) =>
-          readBytes(response, blob.size, () =>
-            new CorruptState({
-              digest: blob.digest,
-              reason: `blob is larger than the ${blob.size} bytes its descriptor declares`
-            })).pipe(
-              bodyTimer(operation),
-              Effect.catchTag("ResponseError", (error) =>
-                Effect.fail(
-                  isBodyTimeout(error)
-                    ? bodyStalled(operation)
-                    : new TransientRegistry({ operation, reason: "the blob download was cut off" })
-                )),
-              Effect.flatMap((bytes) => Verify.verifyBlobBytes(bytes, blob))
+      }).pipe(Effect.catchTag("Unsupported", toRegistryError))
+
+    // The whole blob inside the retried request: a body cut off midway is retried like any
+    // idempotent GET, and nothing is returned before it was verified. At most `blob.size` bytes
+    // are accepted.
+    const getBlobBytes: Service["getBlobBytes"] = (repository, blob) =>
+      Effect.flatMap(openBlob(repository, blob), (response) =>
+        readVerifiedBlob(response, blob).pipe(
+          bodyTimer("getBlob"),
+          Effect.catchTag("BodyFailure", (error) =>
+            Effect.fail(
+              isBodyTimeout(error)
+                ? bodyStalled("getBlob")
+                : new TransientRegistry({ operation: "getBlob", reason: "the blob download was cut off" })
             ))
-        return Stream.fromEffect(
-          whole.pipe(
-            Effect.catchTag("Unsupported", toRegistryError),
-            retrying,
-            span("getBlob", repository, blob.digest, blob.size)
-          )
-        )
-      }
-      const streamed = open.pipe(
-        Effect.catchTag("Unsupported", toRegistryError),
-        retrying,
-        span("getBlob", repository, blob.digest, blob.size)
-      )
+        )).pipe(retrying, span("getBlob", repository, blob.digest, blob.size))
+
+    const getBlob: Service["getBlob"] = (repository, blob) => {
+      // A small blob (most states) is read whole and emitted as one chunk: one read instead of
+      // one stream step per network read (tens of µs each through the platform's stream and
+      // ours, more than the bytes themselves cost on a fast link).
+      if (blob.size <= bufferedBlobBytes) return Stream.fromEffect(getBlobBytes(repository, blob))
+      const operation = "getBlob"
+      const streamed = openBlob(repository, blob).pipe(retrying, span("getBlob", repository, blob.digest, blob.size))
       return Stream.unwrap(Effect.map(streamed, (response) =>
         response.stream.pipe(
           Stream.mapError((error) =>
@@ -530,7 +525,7 @@ const makeWith = (options: Options, timeoutsInClient: boolean) =>
         const finished = yield* transport.send(operation, {
           method: "PUT",
           url: uploadUrl,
-          body: () => blobBody(body, blob.size),
+          body: { contentType: "application/octet-stream", bytes: body },
           scope: push(repository)
         })
         yield* transport.expectStatus(operation, finished, [201, 204])
@@ -553,7 +548,7 @@ const makeWith = (options: Options, timeoutsInClient: boolean) =>
           const text = yield* readBytes(response, 16 * 1024 * 1024, () =>
             new RegistryError({ operation, reason: "tag list page larger than 16 MiB" })).pipe(
               bodyTimer(operation),
-              Effect.catchTag("ResponseError", (error) => bodyInterrupted(operation, error))
+              Effect.catchTag("BodyFailure", (error) => bodyInterrupted(operation, error))
             )
           const tags = yield* parseTagList(text, operation)
           const next = nextLink(response.headers["link"], url)
@@ -599,6 +594,7 @@ const makeWith = (options: Options, timeoutsInClient: boolean) =>
       deleteManifest,
       blobExists,
       getBlob,
+      getBlobBytes,
       putBlob,
       listTags
     }, { spans: false }))
@@ -671,7 +667,7 @@ const nodeDispatcher = (
 export const layerNode = (
   options: Options & TlsOptions
 ): Layer.Layer<Registry, InvalidConfig, Credentials | RegistryRateLimiter> =>
-  Layer.effect(Registry, makeWith(options, true)).pipe(
+  Layer.effect(Registry, Effect.flatMap(NodeHttpClient.Dispatcher, (dispatcher) => makeWith(options, true, dispatcher))).pipe(
     Layer.provide(NodeHttpClient.layerUndiciWithoutDispatcher),
     Layer.provide(nodeDispatcher(options, {
       request: Duration.decode(options.requestTimeout ?? defaultRequestTimeout),
@@ -706,7 +702,7 @@ const tokenRequestSpec = (
     return {
       method: "POST" as const,
       url,
-      body: () => HttpBody.uint8Array(body, "application/x-www-form-urlencoded"),
+      body: { contentType: "application/x-www-form-urlencoded", bytes: body },
       secrets: [credential.value.token]
     }
   }
@@ -726,12 +722,7 @@ const basicAuthorization = (
     `Basic ${Buffer.from(`${credential.username}:${Redacted.value(credential.password)}`, "utf8").toString("base64")}`
   )
 
-const blobBody = (body: import("./Registry.js").BlobBody, size: number): HttpBody.HttpBody =>
-  body instanceof Uint8Array
-    ? HttpBody.uint8Array(body, "application/octet-stream")
-    : HttpBody.stream(Stream.fromIterable(body), "application/octet-stream", size)
-
-const mediaTypeOf = (response: HttpClientResponse.HttpClientResponse): string | undefined => {
+const mediaTypeOf = (response: RegistryResponse): string | undefined => {
   const header = response.headers["content-type"]
   if (header === undefined) return undefined
   const type = header.split(";")[0]!.trim()

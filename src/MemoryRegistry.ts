@@ -31,7 +31,7 @@ import { RegistryError, TransientRegistry, Unsupported } from "./Errors.js"
 import * as Reference from "./internal/reference.js"
 import { instrumentRegistry } from "./internal/telemetry.js"
 import * as Verify from "./internal/verify.js"
-import { type BlobBody, maxManifestBytes, Registry, type Service } from "./Registry.js"
+import { type BlobBody, type BlobRef, maxManifestBytes, Registry, type Service } from "./Registry.js"
 import * as Retry from "./Retry.js"
 
 /**
@@ -353,30 +353,40 @@ export const make = (options: Options = {}) =>
           Effect.sync(() => Option.map(Option.fromNullable(repoOf(repository).blobs.get(digest)), (b) => b.byteLength)))
       ).pipe(retrying)
 
+    // One GET of a blob: a copy of the stored bytes (verified by the caller, as a client would).
+    const fetchBlob = (repository: string, blob: BlobRef) =>
+      Effect.zipRight(
+        Effect.zip(Reference.validateRepository(repository), Reference.validateDigest(blob.digest)),
+        request("getBlob", repository, blob.digest, () =>
+          Effect.suspend(() => {
+            const bytes = repoOf(repository).blobs.get(blob.digest)
+            return bytes === undefined
+              ? Effect.fail(
+                new RegistryError({
+                  operation: "getBlob",
+                  status: 404,
+                  code: "BLOB_UNKNOWN",
+                  reason: `blob unknown to registry: ${blob.digest}`
+                })
+              )
+              : Effect.succeed(bytes.slice())
+          }))
+      )
+
     const getBlob: Service["getBlob"] = (repository, blob) =>
       Stream.unwrap(
-        Effect.zipRight(
-          Effect.zip(Reference.validateRepository(repository), Reference.validateDigest(blob.digest)),
-          request("getBlob", repository, blob.digest, () =>
-            Effect.suspend(() => {
-              const bytes = repoOf(repository).blobs.get(blob.digest)
-              return bytes === undefined
-                ? Effect.fail(
-                  new RegistryError({
-                    operation: "getBlob",
-                    status: 404,
-                    code: "BLOB_UNKNOWN",
-                    reason: `blob unknown to registry: ${blob.digest}`
-                  })
-                )
-                : Effect.succeed(bytes.slice())
-            }))
-        ).pipe(
+        fetchBlob(repository, blob).pipe(
           retrying,
           Effect.map((bytes) =>
             Stream.fromIterable(chunksOf(bytes, 64 * 1024)).pipe(Verify.verifyBlobStream(blob))
           )
         )
+      )
+
+    const getBlobBytes: Service["getBlobBytes"] = (repository, blob) =>
+      fetchBlob(repository, blob).pipe(
+        Effect.flatMap((bytes) => Verify.verifyBlobBytes(bytes, blob)),
+        retrying
       )
 
     const putBlob: Service["putBlob"] = (repository, blob, body) =>
@@ -446,6 +456,7 @@ export const make = (options: Options = {}) =>
       deleteManifest,
       blobExists,
       getBlob,
+      getBlobBytes,
       putBlob,
       listTags
     }, { spans: true })

@@ -553,6 +553,33 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
         })
       )
 
+    const getBlobBytes: Service["getBlobBytes"] = (repository, blob) =>
+      Effect.gen(function*() {
+        const repoDir = yield* validateRepository(repository)
+        yield* Reference.validateDigest(blob.digest)
+        // Read whole (one allocation of the file's size, refused unread when it is larger than the
+        // descriptor says), then verified.
+        const read = yield* Fs.readBounded(blobPath(repoDir, blob.digest), blob.size)
+        if (Option.isNone(read)) {
+          return yield* new RegistryError({
+            operation: "getBlob",
+            status: 404,
+            code: "BLOB_UNKNOWN",
+            reason: `blob unknown to registry: ${blob.digest}`
+          })
+        }
+        if ("tooLarge" in read.value) {
+          return yield* new CorruptState({
+            digest: blob.digest,
+            reason: `blob has ${read.value.tooLarge} bytes, its descriptor declares ${blob.size}`
+          })
+        }
+        return yield* Verify.verifyBlobBytes(read.value.bytes, blob)
+      }).pipe(
+        Effect.mapError((e) => (e._tag === "FsError" ? fsFailure("getBlob")(e) : e)),
+        span("getBlob", repository, blob.digest, blob.size)
+      )
+
     const putBlob: Service["putBlob"] = (repository, blob, body: BlobBody) =>
       Effect.gen(function*() {
         const repoDir = yield* validateRepository(repository)
@@ -609,6 +636,7 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
       deleteManifest,
       blobExists,
       getBlob,
+      getBlobBytes,
       putBlob,
       listTags
     }, { spans: false }))

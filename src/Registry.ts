@@ -153,6 +153,13 @@ export interface Service {
    */
   readonly getBlob: (repository: string, blob: BlobRef) => Stream.Stream<Uint8Array, RegistryFailure | CorruptState>
   /**
+   * GET a whole blob into one buffer of `blob.size` bytes, returned only once its sha256 and size
+   * were checked (`CorruptState` otherwise; `RegistryError` 404 `BLOB_UNKNOWN` when missing).
+   * What a reader that wants the bytes in memory anyway should use: no stream step per network
+   * read, no second copy, and the hash computed while the body arrives.
+   */
+  readonly getBlobBytes: (repository: string, blob: BlobRef) => Effect.Effect<Uint8Array, RegistryFailure | CorruptState>
+  /**
    * Upload a blob monolithically (POST + PUT). No HEAD first: callers that expect the blob to exist
    * already ask `blobExists`; re-uploading identical content is harmless.
    */

@@ -86,12 +86,29 @@ export const retryTransient = <A, E, R>(
   self: Effect.Effect<A, E, R>,
   policy: Schedule.Schedule<unknown, TransientRegistry>
 ): Effect.Effect<A, E, R> =>
+  // The retry machinery (a schedule driver per call) is only built once a first attempt has failed
+  // transiently: on the happy path a request pays for one failure handler, nothing more.
+  Effect.catchAll(self, (first) => (isTransientRegistry(first) ? retryAfter(self, first, policy) : Effect.fail(first)))
+
+// The retry loop, entered with the first failure (replayed once so that the schedule sees it).
+const retryAfter = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  first: E,
+  policy: Schedule.Schedule<unknown, TransientRegistry>
+): Effect.Effect<A, E, R> =>
   Effect.suspend(() => {
+    let replayed = false
     let retries = 0
     let operation = "unknown"
     return Effect.retry(
       // Counted when the retry starts (after its delay): a failure the policy gives up on is no retry.
-      Effect.suspend(() => (retries === 0 ? self : Effect.zipRight(recordRetry(operation, retries), self))),
+      Effect.suspend(() => {
+        if (!replayed) {
+          replayed = true
+          return Effect.fail(first)
+        }
+        return Effect.zipRight(recordRetry(operation, retries), self)
+      }),
       {
         while: (error: E) => {
           if (!isTransientRegistry(error)) return false

@@ -322,15 +322,14 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
           }
           if (layer.size > maxGzipSize(maxStateSize)) return yield* new StateTooLarge({ limit: maxStateSize })
         }
-        const data = yield* decodeState(
-          registry.getBlob(repository, { digest: layer.digest, size: layer.size }),
-          state.layer.kind,
-          {
+        // A raw layer is the state itself: read into one buffer of its size, hashed as it arrives.
+        const data = state.layer.kind === "raw"
+          ? yield* registry.getBlobBytes(repository, { digest: layer.digest, size: layer.size })
+          : yield* decodeState(registry.getBlob(repository, { digest: layer.digest, size: layer.size }), {
             maxSize: maxStateSize,
-            sizeHint: state.layer.kind === "raw" ? layer.size : state.uncompressedSize,
+            sizeHint: state.uncompressedSize,
             digest: layer.digest
-          }
-        )
+          })
         if (state.layer.kind === "gzip" && state.uncompressedSize !== undefined && state.uncompressedSize !== data.byteLength) {
           return yield* new CorruptState({ digest: layer.digest, reason: "decompressed size differs from the recorded one" })
         }

@@ -58,7 +58,7 @@
  * @since 0.1.0
  */
 import * as Metric from "effect/Metric"
-import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as Keys from "./internal/metricKeys.js"
 
 /**
  * State operations that finished, by `operation` (`get`, `put`, `lock`, …), `outcome`
@@ -68,10 +68,7 @@ import * as MetricBoundaries from "effect/MetricBoundaries"
  * @since 0.1.0
  * @category metrics
  */
-export const stateOperations: Metric.Metric.Counter<number> = Metric.counter("oras_state.operations", {
-  description: "State operations, by operation and outcome",
-  incremental: true
-})
+export const stateOperations: Metric.Metric.Counter<number> = Metric.fromMetricKey(Keys.stateOperations)
 
 /**
  * Time from a `lock` call to its answer, in milliseconds, by `outcome`: `acquired`, `conflict`
@@ -80,11 +77,7 @@ export const stateOperations: Metric.Metric.Counter<number> = Metric.counter("or
  * @since 0.1.0
  * @category metrics
  */
-export const lockWaitTime: Metric.Metric.Histogram<number> = Metric.histogram(
-  "oras_state.lock.wait.duration",
-  MetricBoundaries.exponential({ start: 1, factor: 2, count: 18 }),
-  "Time from a lock request to acquisition or conflict (ms)"
-).pipe(Metric.tagged("unit", "ms"))
+export const lockWaitTime: Metric.Metric.Histogram<number> = Metric.fromMetricKey(Keys.lockWaitTime)
 
 /**
  * Time a lock was held by this process, from acquisition to release, in milliseconds (recorded
@@ -93,11 +86,7 @@ export const lockWaitTime: Metric.Metric.Histogram<number> = Metric.histogram(
  * @since 0.1.0
  * @category metrics
  */
-export const lockHoldTime: Metric.Metric.Histogram<number> = Metric.histogram(
-  "oras_state.lock.hold.duration",
-  MetricBoundaries.exponential({ start: 10, factor: 2, count: 20 }),
-  "Time a lock was held, from acquisition to release (ms)"
-).pipe(Metric.tagged("unit", "ms"))
+export const lockHoldTime: Metric.Metric.Histogram<number> = Metric.fromMetricKey(Keys.lockHoldTime)
 
 /**
  * Retries after transient failures, by `operation`: the registry operation retried
@@ -106,10 +95,7 @@ export const lockHoldTime: Metric.Metric.Histogram<number> = Metric.histogram(
  * @since 0.1.0
  * @category metrics
  */
-export const retries: Metric.Metric.Counter<number> = Metric.counter("oras_state.registry.retries", {
-  description: "Retries after transient registry failures, by operation",
-  incremental: true
-})
+export const retries: Metric.Metric.Counter<number> = Metric.fromMetricKey(Keys.retries)
 
 /**
  * Bytes moved to and from the registry, by `direction` (`upload`, `download`) and `kind`
@@ -118,10 +104,7 @@ export const retries: Metric.Metric.Counter<number> = Metric.counter("oras_state
  * @since 0.1.0
  * @category metrics
  */
-export const bytesMoved: Metric.Metric.Counter<number> = Metric.counter("oras_state.registry.bytes", {
-  description: "Bytes moved to and from the registry, by direction and kind",
-  incremental: true
-}).pipe(Metric.tagged("unit", "By"))
+export const bytesMoved: Metric.Metric.Counter<number> = Metric.fromMetricKey(Keys.bytesMoved)
 
 /**
  * Names of the span attributes the library sets (other than the HTTP semantic conventions).

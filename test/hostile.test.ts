@@ -361,7 +361,7 @@ describe("property: manifests and lock records", () => {
         const data = gzipHeader ? new Uint8Array([0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3, ...bytes]) : bytes
         stats.inputs++
         const exit = await Effect.runPromiseExit(
-          decodeState(Stream.make(data), "gzip", { maxSize: 1024 * 1024, sizeHint: undefined, digest: "sha256:x" })
+          decodeState(Stream.make(data), { maxSize: 1024 * 1024, sizeHint: undefined, digest: "sha256:x" })
         )
         assertTagged(exit, ["CorruptState", "StateTooLarge"])
       }),

@@ -121,9 +121,8 @@ const meteredBody = (body: BlobBody, meter: Meter): BlobBody => {
  * @since 0.1.0
  * @category combinators
  */
-export const decorate = (registry: Service, options: Options, clock: Clock.Clock): Service => ({
-  ...registry,
-  getBlob: (repository, blob) =>
+export const decorate = (registry: Service, options: Options, clock: Clock.Clock): Service => {
+  const getBlob: Service["getBlob"] = (repository, blob) =>
     blob.size < threshold
       ? registry.getBlob(repository, blob)
       : Stream.suspend(() => {
@@ -133,7 +132,27 @@ export const decorate = (registry: Service, options: Options, clock: Clock.Clock
           Stream.onDone(() => Effect.sync(() => meter.finish(true))),
           Stream.ensuring(Effect.sync(() => meter.finish(false)))
         )
-      }),
+      })
+  return {
+    ...registry,
+    getBlob,
+    // A whole read cannot be watched: a large one is read from the metered stream instead, into one
+    // buffer of the blob's size (the stream is verified before its last chunk).
+    getBlobBytes: (repository, blob) =>
+      blob.size < threshold
+        ? registry.getBlobBytes(repository, blob)
+        : Effect.suspend(() => {
+          const out = new Uint8Array(blob.size)
+          let offset = 0
+          return Effect.as(
+            Stream.runForEach(getBlob(repository, blob), (chunk) =>
+              Effect.sync(() => {
+                out.set(chunk, offset)
+                offset += chunk.byteLength
+              })),
+            out
+          )
+        }),
   putBlob: (repository, blob, body) =>
     blob.size < threshold
       ? registry.putBlob(repository, blob, body)
@@ -143,7 +162,8 @@ export const decorate = (registry: Service, options: Options, clock: Clock.Clock
           Effect.onExit((exit) => Effect.sync(() => meter.finish(exit._tag === "Success")))
         )
       })
-})
+  }
+}
 
 /**
  * The decorator as a layer over the `Registry` below it (identity when progress is off).

@@ -12,13 +12,13 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as FiberRef from "effect/FiberRef"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
 import type { Service } from "../Registry.js"
 import * as Telemetry from "../Telemetry.js"
+import * as Keys from "./metricKeys.js"
 
 const A = Telemetry.Attribute
 
@@ -29,20 +29,23 @@ const errorType = (error: unknown): string =>
     ? error._tag
     : "unknown"
 
+const operationCounter = Keys.labelled(Keys.stateOperations)
+const lockWaitHistogram = Keys.labelled(Keys.lockWaitTime)
+const lockHoldHistogram = Keys.labelled(Keys.lockHoldTime)([])
+const retryCounter = Keys.labelled(Keys.retries)
+const bytesCounter = Keys.labelled(Keys.bytesMoved)
+
 const countOperation = (operation: string, exit: Exit.Exit<unknown, unknown>) => {
-  let metric = Metric.tagged(Telemetry.stateOperations, "operation", operation)
-  if (Exit.isSuccess(exit)) {
-    metric = Metric.tagged(metric, "outcome", "success")
-  } else if (Cause.isInterruptedOnly(exit.cause)) {
-    metric = Metric.tagged(metric, "outcome", "interrupted")
-  } else {
-    const failure = Cause.failureOption(exit.cause)
-    metric = metric.pipe(
-      Metric.tagged("outcome", "failure"),
-      Metric.tagged("error.type", Option.isSome(failure) ? errorType(failure.value) : "defect")
-    )
+  if (Exit.isSuccess(exit)) return Metric.increment(operationCounter([["operation", operation], ["outcome", "success"]]))
+  if (Cause.isInterruptedOnly(exit.cause)) {
+    return Metric.increment(operationCounter([["operation", operation], ["outcome", "interrupted"]]))
   }
-  return Metric.increment(metric)
+  const failure = Cause.failureOption(exit.cause)
+  return Metric.increment(operationCounter([
+    ["operation", operation],
+    ["outcome", "failure"],
+    ["error.type", Option.isSome(failure) ? errorType(failure.value) : "defect"]
+  ]))
 }
 
 /**
@@ -55,7 +58,9 @@ export const stateOperation = (name: string, operation: string, attributes: Reco
 <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, Tracer.ParentSpan>> =>
   self.pipe(
     Effect.onExit((exit) => countOperation(operation, exit)),
-    Effect.withSpan(name, { attributes: { [A.operation]: operation, ...attributes } })
+    // No stack trace: capturing one per operation was measurable, and it shows the runtime's
+    // frames rather than the caller's.
+    Effect.withSpan(name, { captureStackTrace: false, attributes: { [A.operation]: operation, ...attributes } })
   )
 
 /** Attributes every state span carries (`workspace` where there is one). @internal */
@@ -66,7 +71,18 @@ export const stateAttributes = (registry: Service, repository: string, workspace
 })
 
 // The registry's host (as on `Registry.<operation>` spans) when its location is an http(s) URL.
+// Remembered per location: a URL parse per state operation is measurable.
+const registryNames = new Map<string, string>()
 const registryName = (location: string): string => {
+  let name = registryNames.get(location)
+  if (name === undefined) {
+    name = parseRegistryName(location)
+    if (registryNames.size < 1024) registryNames.set(location, name)
+  }
+  return name
+}
+
+const parseRegistryName = (location: string): string => {
   try {
     const url = new URL(location)
     return url.protocol === "http:" || url.protocol === "https:" ? url.host : location
@@ -92,15 +108,12 @@ export const timeLockWait = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effe
   Effect.flatMap(Clock.currentTimeNanos, (start) =>
     Effect.onExit(self, (exit) =>
       Effect.flatMap(Clock.currentTimeNanos, (end) =>
-        Metric.update(
-          Metric.tagged(Telemetry.lockWaitTime, "outcome", lockOutcome(exit)),
-          Number(end - start) / 1e6
-        ))))
+        Metric.update(lockWaitHistogram([["outcome", lockOutcome(exit)]]), Number(end - start) / 1e6))))
 
 /** Record `Telemetry.lockHoldTime` for a lock acquired at `acquiredAt` (epoch ms, `Clock`). @internal */
 export const recordLockHold = (acquiredAt: number): Effect.Effect<void> =>
   Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    Metric.update(Telemetry.lockHoldTime, Math.max(0, now - acquiredAt)))
+    Metric.update(lockHoldHistogram, Math.max(0, now - acquiredAt)))
 
 // -- retries and bytes -------------------------------------------------------------------------------
 
@@ -112,7 +125,7 @@ export const recordLockHold = (acquiredAt: number): Effect.Effect<void> =>
 export const recordRetry = (operation: string, count: number): Effect.Effect<void> =>
   Effect.zipRight(
     Effect.annotateCurrentSpan(A.retryCount, count),
-    Metric.increment(Metric.tagged(Telemetry.retries, "operation", operation))
+    Metric.increment(retryCounter([["operation", operation]]))
   )
 
 /** @internal */
@@ -123,12 +136,12 @@ export const countBytes = (
 ): Effect.Effect<void> =>
   bytes <= 0 ? Effect.void : Metric.incrementBy(bytesMetrics[direction][kind], bytes)
 
-// Tagged once: tagging on every chunk showed up in profiles of large downloads.
-const bytesMetric = (direction: "upload" | "download", kind: "blob" | "manifest") =>
-  Telemetry.bytesMoved.pipe(Metric.tagged("direction", direction), Metric.tagged("kind", kind))
 const bytesMetrics = {
-  upload: { blob: bytesMetric("upload", "blob"), manifest: bytesMetric("upload", "manifest") },
-  download: { blob: bytesMetric("download", "blob"), manifest: bytesMetric("download", "manifest") }
+  upload: { blob: bytesCounter([["direction", "upload"], ["kind", "blob"]]), manifest: bytesCounter([["direction", "upload"], ["kind", "manifest"]]) },
+  download: {
+    blob: bytesCounter([["direction", "download"], ["kind", "blob"]]),
+    manifest: bytesCounter([["direction", "download"], ["kind", "manifest"]])
+  }
 } as const
 
 // -- registry operations -----------------------------------------------------------------------------
@@ -215,6 +228,11 @@ export const instrumentRegistry = (service: Service, options: { readonly spans: 
         }),
         streamSpan("getBlob", repository, blob.digest, blob.size)
       ),
+    getBlobBytes: (repository, blob) =>
+      service.getBlobBytes(repository, blob).pipe(
+        Effect.tap((bytes) => countBytes("download", "blob", bytes.byteLength)),
+        span("getBlob", repository, blob.digest, blob.size)
+      ),
     putBlob: (repository, blob, body) =>
       service.putBlob(repository, blob, body).pipe(
         Effect.tap(() => countBytes("upload", "blob", blob.size)),
@@ -265,15 +283,15 @@ export const httpClientSpan = (method: string, url: URL) =>
 export const withSafeTracing = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
   HttpClient.mapRequestEffect(
     HttpClient.withTracerDisabledWhen(client, () => true),
+    // Read off the fiber in one step (a span lookup per request through `Effect.currentSpan` cost
+    // several effects).
     (request) =>
-      Effect.flatMap(FiberRef.get(HttpClient.currentTracerPropagation), (propagate) =>
-        propagate
-          ? Effect.map(
-            Effect.option(Effect.currentSpan),
-            (span) =>
-              Option.isSome(span)
-                ? HttpClientRequest.setHeaders(request, HttpTraceContext.toHeaders(span.value))
-                : request
-          )
-          : Effect.succeed(request))
+      Effect.withFiberRuntime((fiber) => {
+        const span = fiber.currentSpan
+        return Effect.succeed(
+          span !== undefined && span._tag === "Span" && fiber.getFiberRef(HttpClient.currentTracerPropagation)
+            ? HttpClientRequest.setHeaders(request, HttpTraceContext.toHeaders(span))
+            : request
+        )
+      })
   )

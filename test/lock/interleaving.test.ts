@@ -124,6 +124,7 @@ const runSchedule = (seed: number, stats: Stats) =>
         deleteManifest: (r, ref) => Effect.zipRight(gate, Effect.zipRight(trace(`DELETE ${ref.slice(0, 20)}`), shared.deleteManifest(r, ref))),
         blobExists: (r, d) => Effect.zipRight(gate, shared.blobExists(r, d)),
         getBlob: (r, b) => Stream.unwrap(Effect.as(gate, shared.getBlob(r, b))),
+        getBlobBytes: (r, b) => Effect.zipRight(gate, shared.getBlobBytes(r, b)),
         putBlob: (r, b, body) => Effect.zipRight(gate, shared.putBlob(r, b, body)),
         listTags: (r, o) => Stream.unwrap(Effect.as(Effect.zipRight(gate, trace("LIST")), shared.listTags(r, o).pipe(Stream.tap((t) => trace(`  tag ${t}`)))))
       }

@@ -15,11 +15,11 @@
  *
  * @internal
  */
-import type * as HttpBody from "@effect/platform/HttpBody"
-import type * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpBody from "@effect/platform/HttpBody"
+import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -39,6 +39,7 @@ import type * as RateLimiter from "../../RateLimiter.js"
 import { parseRetryAfter } from "../../Retry.js"
 import { httpClientSpan, withSafeTracing } from "../telemetry.js"
 import type { AuthScope, Authenticator } from "./auth.js"
+import { type BodyFailure, bodyFailure, type Exchange, type NativeResponse } from "./nativeExchange.js"
 import { errorFromStatus, parseOciErrorBody } from "./ociError.js"
 
 /** @internal */
@@ -49,8 +50,11 @@ export interface RequestSpec {
   readonly method: Method
   readonly url: URL
   readonly headers?: Readonly<Record<string, string>> | undefined
-  /** Built per attempt, so that a retried or re-authenticated request can resend its body. */
-  readonly body?: (() => HttpBody.HttpBody) | undefined
+  /**
+   * Sent as `application/octet-stream`-like bytes with a `Content-Length` (a list of chunks in
+   * order); `contentType` names the type. Resent as is by a retried or re-authenticated request.
+   */
+  readonly body?: RequestBody | undefined
   /** Authorization scope; none for requests outside the registry API. */
   readonly scope?: AuthScope | undefined
   /**
@@ -64,8 +68,28 @@ export interface RequestSpec {
   readonly followRedirects?: boolean | undefined
 }
 
+/** A request body and its media type. @internal */
+export interface RequestBody {
+  readonly contentType: string
+  readonly bytes: Uint8Array | ReadonlyArray<Uint8Array>
+}
+
 /** @internal */
 export type TransportFailure = TransientRegistry | RegistryError | Unauthorized | CredentialsError
+
+/**
+ * A response as the transport and the registry read it: the platform's `HttpClientResponse`, or a
+ * `NativeResponse` of `layerNode`. Body failures carry the client's `cause`.
+ *
+ * @internal
+ */
+export interface RegistryResponse {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string | undefined>>
+  readonly request: { readonly method: string }
+  readonly stream: Stream.Stream<Uint8Array, { readonly cause?: unknown }>
+  readonly arrayBuffer: Effect.Effect<ArrayBuffer, { readonly cause?: unknown }>
+}
 
 /** @internal */
 export interface TransportOptions {
@@ -81,6 +105,11 @@ export interface TransportOptions {
    */
   readonly timeoutInClient?: boolean | undefined
   readonly maxRedirects: number
+  /**
+   * Exchanges straight on undici (`layerNode`, no `transformClient`): `client` is then not used
+   * for registry requests. See `nativeExchange.ts`.
+   */
+  readonly native?: Exchange | undefined
 }
 
 const redirectStatuses = new Set([301, 302, 303, 307, 308])
@@ -94,7 +123,7 @@ export const makeTransport = (options: TransportOptions) => {
   // Spans: our own `http.client` span per exchange (no query strings or headers recorded).
   const client = withSafeTracing(options.client)
   // The credentials each response's request carried, for scrubbing its error body.
-  const sentSecrets = new WeakMap<HttpClientResponse.HttpClientResponse, ReadonlyArray<Redacted.Redacted<string>>>()
+  const sentSecrets = new WeakMap<RegistryResponse, ReadonlyArray<Redacted.Redacted<string>>>()
 
   const timedOut = (operation: string, method: string, url: URL) =>
     new TransientRegistry({
@@ -102,18 +131,35 @@ export const makeTransport = (options: TransportOptions) => {
       reason: `${describe(method, url)} timed out after ${Duration.format(options.requestTimeout)}`
     })
 
-  const mapClientError = (operation: string) => (error: HttpClientError.HttpClientError) => {
-    if (causeCode(error) === "UND_ERR_HEADERS_TIMEOUT") {
-      return timedOut(operation, error.request.method, new URL(error.request.url))
-    }
-    if (error._tag === "RequestError" && error.reason !== "Transport") {
-      return new RegistryError({ operation, reason: `request could not be sent (${error.reason})` })
-    }
-    const tls = tlsFailure(error)
-    return tls === undefined
-      ? new TransientRegistry({ operation, reason: transportReason(error) })
-      : new RegistryError({ operation, reason: tls })
+  // A request that got no response, as a tagged error (`requestPhase`: nothing was received; a
+  // failure of the response itself is always transient).
+  const exchangeFailed = (operation: string, method: string, url: URL, cause: unknown, requestPhase: boolean) => {
+    const code = causeCode(cause)
+    if (code === "UND_ERR_HEADERS_TIMEOUT") return timedOut(operation, method, url)
+    const tls = requestPhase ? tlsFailure(method, url, code) : undefined
+    if (tls !== undefined) return new RegistryError({ operation, reason: tls })
+    const what = requestPhase ? "request failed" : "response failed"
+    return new TransientRegistry({
+      operation,
+      reason: `${describe(method, url)}: ${what}${code === undefined ? "" : ` (${code})`}`
+    })
   }
+
+  const mapClientError = (operation: string, method: string, url: URL) => (error: HttpClientError.HttpClientError) =>
+    error._tag === "RequestError" && error.reason !== "Transport"
+      ? new RegistryError({ operation, reason: `request could not be sent (${error.reason})` })
+      : exchangeFailed(operation, method, url, error.cause, error._tag === "RequestError")
+
+  // The W3C / B3 headers of the current span, unless `HttpClient.withTracerPropagation(false)`.
+  const traceHeaders = (headers: Record<string, string>) =>
+    Effect.withFiberRuntime<Record<string, string>>((fiber) => {
+      const span = fiber.currentSpan
+      return Effect.succeed(
+        span !== undefined && span._tag === "Span" && fiber.getFiberRef(HttpClient.currentTracerPropagation)
+          ? { ...headers, ...HttpTraceContext.toHeaders(span) }
+          : headers
+      )
+    })
 
   // One HTTP exchange: no auth negotiation, no redirects. `authorization` is attached only when
   // `url` is on `credentialOrigin`.
@@ -123,23 +169,31 @@ export const makeTransport = (options: TransportOptions) => {
     url: URL,
     authorization: Option.Option<Redacted.Redacted<string>>,
     credentialOrigin: string
-  ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransientRegistry | RegistryError> => {
-    let request = HttpClientRequest.make(spec.method)(url, {
-      headers: { "user-agent": options.userAgent, ...spec.headers }
-    })
-    if (spec.body !== undefined) request = HttpClientRequest.setBody(request, spec.body())
+  ): Effect.Effect<RegistryResponse, TransientRegistry | RegistryError> => {
+    const headers: Record<string, string> = { "user-agent": options.userAgent, ...spec.headers }
+    if (spec.body !== undefined) headers["content-type"] = spec.body.contentType
     if (Option.isSome(authorization) && url.origin === credentialOrigin) {
-      request = HttpClientRequest.setHeader(request, "authorization", Redacted.value(authorization.value))
+      headers["authorization"] = Redacted.value(authorization.value)
     }
     const secrets = [...Option.toArray(authorization), ...(spec.secrets ?? [])]
-    return client.execute(request).pipe(
-      Effect.tap((response) =>
-        Effect.sync(() => {
-          sentSecrets.set(response, secrets)
-          skimTimeouts.set(response, options.requestTimeout)
-        })
-      ),
-      Effect.mapError(mapClientError(operation)),
+    const remember = (response: RegistryResponse) => {
+      sentSecrets.set(response, secrets)
+      skimTimeouts.set(response, options.requestTimeout)
+      return response
+    }
+    const native = options.native
+    const exchange: Effect.Effect<RegistryResponse, TransientRegistry | RegistryError> = native !== undefined
+      ? Effect.flatMap(traceHeaders(headers), (sent) =>
+        native({ method: spec.method, url, headers: sent, body: spec.body?.bytes }).pipe(
+          Effect.mapBoth({
+            onFailure: (failure) => exchangeFailed(operation, spec.method, url, failure.cause, true),
+            onSuccess: remember
+          })
+        ))
+      : client.execute(platformRequest(spec, url, headers)).pipe(
+        Effect.mapBoth({ onFailure: mapClientError(operation, spec.method, url), onSuccess: remember })
+      )
+    return exchange.pipe(
       options.timeoutInClient === true
         ? identity
         : Effect.timeoutFail({ duration: options.requestTimeout, onTimeout: () => timedOut(operation, spec.method, url) }),
@@ -152,7 +206,7 @@ export const makeTransport = (options: TransportOptions) => {
   const send = (
     operation: string,
     spec: RequestSpec
-  ): Effect.Effect<HttpClientResponse.HttpClientResponse, TransportFailure> =>
+  ): Effect.Effect<RegistryResponse, TransportFailure> =>
     Effect.gen(function*() {
       const fixed = spec.authorization !== undefined
       const credentialOrigin = fixed ? spec.url.origin : options.origin
@@ -241,17 +295,17 @@ export const makeTransport = (options: TransportOptions) => {
    */
   const expectStatus = (
     operation: string,
-    response: HttpClientResponse.HttpClientResponse,
+    response: RegistryResponse,
     ok: ReadonlyArray<number>
   ): Effect.Effect<
-    HttpClientResponse.HttpClientResponse,
+    RegistryResponse,
     TransientRegistry | RegistryError | Unauthorized | Unsupported
   > =>
     ok.includes(response.status)
       ? Effect.succeed(response)
       : failure(operation, response).pipe(Effect.flatMap(Effect.fail))
 
-  const failure = (operation: string, response: HttpClientResponse.HttpClientResponse) =>
+  const failure = (operation: string, response: RegistryResponse) =>
     Effect.gen(function*() {
       const text = yield* readText(response, 64 * 1024).pipe(Effect.orElseSucceed(() => ""))
       const now = yield* Clock.currentTimeMillis
@@ -269,9 +323,9 @@ export const makeTransport = (options: TransportOptions) => {
 
 /** Read at most `limit` bytes of a body as UTF-8 (the rest is not read). @internal */
 export const readText = (
-  response: HttpClientResponse.HttpClientResponse,
+  response: RegistryResponse,
   limit: number
-): Effect.Effect<string, HttpClientError.ResponseError | Cause.TimeoutException> =>
+): Effect.Effect<string, BodyFailure | Cause.TimeoutException> =>
   Effect.timeout(skimTimeout(response))(Effect.suspend(() => {
     const chunks: Array<Uint8Array> = []
     let size = 0
@@ -284,6 +338,7 @@ export const readText = (
           size += part.byteLength
         })
       ),
+      Effect.mapError(asBodyFailure),
       Effect.map(() => new TextDecoder().decode(concatAll(chunks, size)))
     )
   }))
@@ -294,10 +349,10 @@ export const readText = (
  * @internal
  */
 export const readBytes = <E>(
-  response: HttpClientResponse.HttpClientResponse,
+  response: RegistryResponse,
   limit: number,
   tooLarge: () => E
-): Effect.Effect<Uint8Array, E | HttpClientError.ResponseError> =>
+): Effect.Effect<Uint8Array, E | BodyFailure> =>
   Effect.suspend(() => {
     // A declared length within the limit (manifests, tag lists: always, on distribution): one
     // read of the whole body, without the per-chunk stream machinery, which costs more than the
@@ -306,11 +361,12 @@ export const readBytes = <E>(
     if (declared !== undefined) {
       return declared > limit
         ? Effect.fail(tooLarge())
-        : Effect.map(response.arrayBuffer, (buffer) => new Uint8Array(buffer))
+        : Effect.mapBoth(response.arrayBuffer, { onFailure: asBodyFailure, onSuccess: (buffer) => new Uint8Array(buffer) })
     }
     const chunks: Array<Uint8Array> = []
     let size = 0
     return response.stream.pipe(
+      Stream.mapError(asBodyFailure),
       Stream.runForEach((chunk) => {
         size += chunk.byteLength
         if (size > limit) return Effect.fail(tooLarge())
@@ -325,21 +381,43 @@ export const readBytes = <E>(
  * Release a response we do not read: drain up to 1 MiB (so the connection can be reused), giving
  * up — abandoning the connection — when the body stalls. @internal
  */
-export const discard = (response: HttpClientResponse.HttpClientResponse): Effect.Effect<void> =>
+export const discard = (response: RegistryResponse): Effect.Effect<void> =>
   // No body at all (HEAD, `Content-Length: 0`: most write answers): nothing to drain.
   response.request.method === "HEAD" || declaredLength(response) === 0
     ? Effect.void
     : Effect.ignore(Effect.timeout(Stream.runDrain(Stream.take(response.stream, 1 << 20)), skimTimeout(response)))
 
+/** Whether `response` came from a native exchange (see `nativeExchange.ts`). @internal */
+export const isNative = (response: RegistryResponse): response is NativeResponse & RegistryResponse =>
+  "readable" in response
+
+// A body failure of either kind of response, with the client's cause.
+const asBodyFailure = (error: { readonly cause?: unknown }): BodyFailure => bodyFailure(error.cause)
+
+// The request of the platform client for `spec` (the transport's span replaces the platform's).
+const platformRequest = (spec: RequestSpec, url: URL, headers: Record<string, string>) => {
+  const request = HttpClientRequest.make(spec.method)(url, { headers })
+  const body = spec.body
+  if (body === undefined) return request
+  return HttpClientRequest.setBody(
+    request,
+    body.bytes instanceof Uint8Array
+      ? HttpBody.uint8Array(body.bytes, body.contentType)
+      : HttpBody.stream(Stream.fromIterable(body.bytes), body.contentType, chunksLength(body.bytes))
+  )
+}
+
+const chunksLength = (chunks: ReadonlyArray<Uint8Array>): number => chunks.reduce((size, chunk) => size + chunk.byteLength, 0)
+
 // Bodies we only skim (error bodies, token answers, bodies we discard) are read within the request
 // timeout of the exchange that produced them: a body that stalls must not hang the caller (the
 // bodies callers consume are bounded by their own idle timeout).
-const skimTimeouts = new WeakMap<HttpClientResponse.HttpClientResponse, Duration.Duration>()
-const skimTimeout = (response: HttpClientResponse.HttpClientResponse): Duration.Duration =>
+const skimTimeouts = new WeakMap<RegistryResponse, Duration.Duration>()
+const skimTimeout = (response: RegistryResponse): Duration.Duration =>
   skimTimeouts.get(response) ?? Duration.seconds(60)
 
 // `Content-Length`, when the response has a valid one.
-const declaredLength = (response: HttpClientResponse.HttpClientResponse): number | undefined => {
+const declaredLength = (response: RegistryResponse): number | undefined => {
   const header = response.headers["content-length"]
   if (header === undefined || !/^\d{1,15}$/.test(header)) return undefined
   return Number(header)
@@ -357,20 +435,13 @@ const concatAll = (chunks: ReadonlyArray<Uint8Array>, size: number): Uint8Array 
 }
 
 // The system error code of a transport failure (e.g. ECONNRESET), if any.
-const causeCode = (error: HttpClientError.HttpClientError): string | undefined => {
-  const cause = error.cause as { code?: unknown; cause?: { code?: unknown } } | undefined
-  return typeof cause?.code === "string"
-    ? cause.code
-    : typeof cause?.cause?.code === "string"
-    ? cause.cause.code
+const causeCode = (cause: unknown): string | undefined => {
+  const error = cause as { code?: unknown; cause?: { code?: unknown } } | undefined
+  return typeof error?.code === "string"
+    ? error.code
+    : typeof error?.cause?.code === "string"
+    ? error.cause.code
     : undefined
-}
-
-// A short, credential-free description of a transport failure (the cause's code, e.g. ECONNRESET).
-const transportReason = (error: HttpClientError.HttpClientError): string => {
-  const code = causeCode(error)
-  const what = error._tag === "RequestError" ? "request failed" : "response failed"
-  return `${describe(error.request.method, new URL(error.request.url))}: ${what}${code === undefined ? "" : ` (${code})`}`
 }
 
 // OpenSSL certificate verification codes (as Node reports them) and Node's hostname check.
@@ -380,10 +451,9 @@ const certificateCodes = /^(UNABLE_TO_(GET|VERIFY|DECRYPT)_|CERT_|SELF_SIGNED_CE
  * A TLS failure that retrying cannot fix (an untrusted or mismatched certificate, or TLS spoken to
  * a plain-http server), described with what to change; undefined for anything else.
  */
-const tlsFailure = (error: HttpClientError.HttpClientError): string | undefined => {
-  const code = causeCode(error)
-  if (code === undefined || error._tag !== "RequestError") return undefined
-  const where = describe(error.request.method, new URL(error.request.url))
+const tlsFailure = (method: string, url: URL, code: string | undefined): string | undefined => {
+  if (code === undefined) return undefined
+  const where = describe(method, url)
   if (certificateCodes.test(code)) {
     return `${where}: the registry's TLS certificate is not trusted (${code}); ` +
       "add its CA with caFile, or disable verification with insecure"

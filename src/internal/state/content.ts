@@ -3,8 +3,8 @@
  * enforced on the *decompressed* bytes as they are produced (a gzip bomb stops at the limit), and
  * the MD5 OpenTofu's `remote.Payload` carries.
  *
- * Memory: a raw state is read into one buffer of its declared size; a gzip state into one buffer
- * of the size our writer records in the layer annotation (verified), else chunks joined once. A
+ * Memory: a gzip state is gunzipped into one buffer of the size our writer records in the layer
+ * annotation (verified), else chunks joined once (a raw state is read by `Registry.getBlobBytes`). A
  * gzip write keeps the compressed output as the chunks zlib produced (uploaded in order, hashed
  * without joining): the state plus its compressed form, never a second copy of either.
  *
@@ -23,7 +23,7 @@ import * as Digest from "../../Digest.js"
 import { CorruptState, StateTooLarge } from "../../Errors.js"
 import type { BlobBody } from "../../Registry.js"
 import { Annotation, LayerMediaType } from "../../WireFormat.js"
-import type { Descriptor, StateLayerKind } from "./manifest.js"
+import type { Descriptor } from "./manifest.js"
 
 /** @internal */
 export type Compression = "none" | "gzip"
@@ -53,10 +53,12 @@ export const withLazyMd5 = <A extends { readonly data: Uint8Array }>(fields: A):
 /** Encode state bytes as the layer blob and its descriptor. @internal */
 export const encodeState = (data: Uint8Array, compression: Compression): Effect.Effect<EncodedState> =>
   compression === "none"
-    ? Effect.sync(() => ({
-      body: data,
-      descriptor: { mediaType: LayerMediaType.state, digest: Digest.sha256(data), size: data.byteLength }
-    }))
+    ? Effect.map(
+      // Hashed off the event loop when the copy it takes is cheap: the parent read of a put is in
+      // flight meanwhile, and its answer is handled while the hash is computed.
+      data.byteLength <= offThreadHashBytes ? Digest.sha256OffThread(data) : Effect.sync(() => Digest.sha256(data)),
+      (digest) => ({ body: data, descriptor: { mediaType: LayerMediaType.state, digest, size: data.byteLength } })
+    )
     : Effect.map(gzip(data), (compressed) => ({
       body: compressed,
       descriptor: {
@@ -66,6 +68,8 @@ export const encodeState = (data: Uint8Array, compression: Compression): Effect.
         annotations: { [Annotation.uncompressedSize]: String(data.byteLength) }
       }
     }))
+
+const offThreadHashBytes = 16 * 1024 * 1024
 
 // Level 1 (as ghoten): state JSON compresses well even at the fastest level, and this runs on every put.
 // The output stays in zlib's chunks (`Zlib.gzip` would join them: a second copy of the compressed
@@ -83,31 +87,15 @@ const gzip = (data: Uint8Array): Effect.Effect<ReadonlyArray<Uint8Array>> =>
   })
 
 /**
- * Decode a verified layer stream into state bytes, failing with `StateTooLarge` as soon as the
- * decoded size passes `maxSize`.
+ * Decode a verified gzip layer stream into state bytes, failing with `StateTooLarge` as soon as the
+ * decoded size passes `maxSize`. (A raw layer is the state itself: `Registry.getBlobBytes`.)
  *
  * @internal
  */
 export const decodeState = <E>(
   layer: Stream.Stream<Uint8Array, E>,
-  kind: StateLayerKind,
   options: { readonly maxSize: number; readonly sizeHint: number | undefined; readonly digest: string }
-): Effect.Effect<Uint8Array, E | CorruptState | StateTooLarge> =>
-  kind === "raw"
-    ? Effect.suspend(() => {
-      const collector = makeCollector(options.maxSize, options.sizeHint)
-      return Effect.map(
-        Stream.runForEachChunk(layer, (parts) => {
-          for (const chunk of parts) {
-            const tooLarge = collector.push(chunk)
-            if (tooLarge !== undefined) return Effect.fail(tooLarge)
-          }
-          return Effect.void
-        }),
-        () => collector.result()
-      )
-    })
-    : gunzipInto(layer, options)
+): Effect.Effect<Uint8Array, E | CorruptState | StateTooLarge> => gunzipInto(layer, options)
 
 /**
  * Gunzip a layer stream straight into a collector. The layer is written with backpressure (a write
