@@ -3,7 +3,6 @@
  *
  * @since 0.1.0
  */
-import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Crypto from "node:crypto"
 
@@ -47,21 +46,6 @@ export const sha256 = (data: Uint8Array | ReadonlyArray<Uint8Array>): Digest => 
   else for (const chunk of data) hash.update(chunk)
   return `sha256:${hash.digest("hex")}` as Digest
 }
-
-/**
- * sha256 of `data` computed on libuv's thread pool (WebCrypto), leaving the event loop free —
- * for a writer that has requests in flight meanwhile. The bytes are copied for the worker, so
- * this is for states of moderate size; `sha256` hashes larger ones in place.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const sha256OffThread = (data: Uint8Array): Effect.Effect<Digest> =>
-  Effect.tryPromise(() => Crypto.webcrypto.subtle.digest("SHA-256", data)).pipe(
-    Effect.map((hash) => `sha256:${Buffer.from(hash).toString("hex")}` as Digest),
-    // WebCrypto refuses some views (over a SharedArrayBuffer): hash those here.
-    Effect.orElse(() => Effect.sync(() => sha256(data)))
-  )
 
 /**
  * An incremental sha256 that also counts bytes, for verifying streamed content.

@@ -415,7 +415,14 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
         // The layer blob depends on none of the fence, the parent or the version: it is encoded
         // and uploaded while they are read (a round trip less), and nothing is published before
         // all of them are in. A failed fence interrupts the upload; an uploaded blob is harmless.
+        // The upload first lets the event loop turn once, so that the read's request is on the
+        // wire before the (CPU-bound) hashing of a raw state starts: the registry answers the
+        // read while the state is hashed, and the upload's requests then have it to themselves.
+        // Hashing first sent both together, and they crossed on the registry; hashing with the
+        // read's request still queued held it back by the hash's duration. (gzip runs on the
+        // thread pool anyway.)
         const upload = Effect.gen(function*() {
+          yield* eventLoopTurn
           const encoded = yield* encodeState(data, compression)
           yield* ensureConfig
           yield* registry.putBlob(repository, encoded.descriptor, encoded.body)
@@ -872,3 +879,10 @@ export const layer = (options: Options): Layer.Layer<StateBackend, InvalidRefere
  */
 export const parseVersionTag = (workspace: string, tag: string): number | undefined =>
   WireFormat.parseVersionTag(WireFormat.workspaceTag(workspace), tag)
+
+// One turn of Node's event loop (pending I/O, such as a request just handed to the HTTP client,
+// goes out first).
+const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
+  const handle = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(handle))
+})

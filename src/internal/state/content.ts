@@ -53,12 +53,7 @@ export const withLazyMd5 = <A extends { readonly data: Uint8Array }>(fields: A):
 /** Encode state bytes as the layer blob and its descriptor. @internal */
 export const encodeState = (data: Uint8Array, compression: Compression): Effect.Effect<EncodedState> =>
   compression === "none"
-    ? Effect.map(
-      // Hashed off the event loop when the copy it takes is cheap: the parent read of a put is in
-      // flight meanwhile, and its answer is handled while the hash is computed.
-      data.byteLength <= offThreadHashBytes ? Digest.sha256OffThread(data) : Effect.sync(() => Digest.sha256(data)),
-      (digest) => ({ body: data, descriptor: { mediaType: LayerMediaType.state, digest, size: data.byteLength } })
-    )
+    ? Effect.sync(() => encodeRaw(data))
     : Effect.map(gzip(data), (compressed) => ({
       body: compressed,
       descriptor: {
@@ -69,7 +64,11 @@ export const encodeState = (data: Uint8Array, compression: Compression): Effect.
       }
     }))
 
-const offThreadHashBytes = 16 * 1024 * 1024
+/** A raw layer: the state itself, hashed (synchronously: a raw state is hashed at memory speed). @internal */
+export const encodeRaw = (data: Uint8Array): EncodedState => ({
+  body: data,
+  descriptor: { mediaType: LayerMediaType.state, digest: Digest.sha256(data), size: data.byteLength }
+})
 
 // Level 1 (as ghoten): state JSON compresses well even at the fastest level, and this runs on every put.
 // The output stays in zlib's chunks (`Zlib.gzip` would join them: a second copy of the compressed
