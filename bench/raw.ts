@@ -4,7 +4,8 @@
  * no verification, no retries, no auth negotiation, no tracing.
  *
  * - get: GET manifest by tag, GET blob (read into one buffer of the declared size; gunzip when the
- *   layer is gzip).
+ *   layer is gzip). With `verify`, the blob is also hashed as it arrives and checked against its
+ *   digest: the least a client that verifies what it reads must do.
  * - put: (gzip at level 1 when asked) sha256 of the blob, POST upload, PUT blob, PUT manifest by tag.
  */
 import Undici from "@effect/platform-node/Undici"
@@ -16,7 +17,7 @@ const manifestType = "application/vnd.oci.image.manifest.v1+json"
 const emptyDigest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
 export interface RawClient {
-  readonly get: (repository: string, tag: string) => Promise<Uint8Array>
+  readonly get: (repository: string, tag: string, verify?: boolean) => Promise<Uint8Array>
   readonly put: (repository: string, tag: string, data: Uint8Array, gzip: boolean) => Promise<void>
   readonly request: (method: string, path: string, body?: Uint8Array, contentType?: string) => Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }>
   readonly close: () => Promise<void>
@@ -28,13 +29,16 @@ export const makeRawClient = (host: string): RawClient => {
   const origin = `http://${host}`
   const agent = new Undici.Agent()
 
-  const readAll = async (body: AsyncIterable<Uint8Array>, length: number): Promise<Buffer> => {
+  const readAll = async (body: AsyncIterable<Uint8Array>, length: number, digest?: string): Promise<Buffer> => {
     const out = Buffer.allocUnsafe(length)
+    const hash = digest === undefined ? undefined : Crypto.createHash("sha256")
     let offset = 0
     for await (const chunk of body) {
       out.set(chunk, offset)
       offset += chunk.byteLength
+      hash?.update(chunk)
     }
+    if (hash !== undefined && `sha256:${hash.digest("hex")}` !== digest) throw new Error("raw get: digest mismatch")
     return out
   }
 
@@ -53,13 +57,13 @@ export const makeRawClient = (host: string): RawClient => {
     return { status: response.statusCode, headers: response.headers, body: bytes }
   }
 
-  const get: RawClient["get"] = async (repository, tag) => {
+  const get: RawClient["get"] = async (repository, tag, verify = false) => {
     const manifest = await request("GET", `/v2/${repository}/manifests/${tag}`)
     if (manifest.status !== 200) throw new Error(`raw get manifest: ${manifest.status}`)
     const layer = (JSON.parse(manifest.body.toString("utf8")) as { layers: Array<{ digest: string; size: number; mediaType: string }> }).layers[0]!
     const blob = await agent.request({ origin, path: `/v2/${repository}/blobs/${layer.digest}`, method: "GET" })
     if (blob.statusCode !== 200) throw new Error(`raw get blob: ${blob.statusCode}`)
-    const bytes = await readAll(blob.body, layer.size)
+    const bytes = await readAll(blob.body, layer.size, verify ? layer.digest : undefined)
     return layer.mediaType.endsWith("+gzip") ? Zlib.gunzipSync(bytes) : bytes
   }
 

@@ -201,8 +201,16 @@ const latency = async (direct: string) => {
   await client.run(sm.put(state))
   await raw.put(repository, "raw-lat", state, false)
   await platform.put(repository, "platform-lat", state)
-  type Key = "oursGet" | "platformGet" | "rawGet" | "oursPut" | "platformPut" | "rawPut"
-  const samples: Record<Key, Array<number>> = { oursGet: [], platformGet: [], rawGet: [], oursPut: [], platformPut: [], rawPut: [] }
+  type Key = "oursGet" | "platformGet" | "rawGet" | "rawVerifyGet" | "oursPut" | "platformPut" | "rawPut"
+  const samples: Record<Key, Array<number>> = {
+    oursGet: [],
+    platformGet: [],
+    rawGet: [],
+    rawVerifyGet: [],
+    oursPut: [],
+    platformPut: [],
+    rawPut: []
+  }
   let serial = 100
   const next = () => {
     setSerial(state, serial++)
@@ -211,7 +219,8 @@ const latency = async (direct: string) => {
   const gets: Array<[Key, () => Promise<unknown>]> = [
     ["oursGet", () => client.run(sm.get)],
     ["platformGet", () => platform.get(repository, "platform-lat")],
-    ["rawGet", () => raw.get(repository, "raw-lat")]
+    ["rawGet", () => raw.get(repository, "raw-lat")],
+    ["rawVerifyGet", () => raw.get(repository, "raw-lat", true)]
   ]
   const puts: Array<[Key, () => Promise<unknown>]> = [
     ["oursPut", () => client.run(sm.put(next()))],
@@ -231,7 +240,16 @@ const latency = async (direct: string) => {
   await client.dispose()
   await raw.close()
   await platform.close()
-  const row = (op: string, requests: string, ours: Array<number>, platformSamples: Array<number>, rawSamples: Array<number>) => [
+  // `verified`: the raw client that also hashes the blob as it arrives (get only; a put hashes
+  // in every client).
+  const row = (
+    op: string,
+    requests: string,
+    ours: Array<number>,
+    platformSamples: Array<number>,
+    rawSamples: Array<number>,
+    verified: Array<number> | undefined
+  ) => [
     op,
     requests,
     fixed(median(ours), 2),
@@ -239,7 +257,9 @@ const latency = async (direct: string) => {
     fixed(median(platformSamples), 2),
     fixed(median(rawSamples), 2),
     fixed(p95(rawSamples), 2),
+    verified === undefined ? "(hashes)" : fixed(median(verified), 2),
     `**${fixed(median(ours) / median(rawSamples), 2)}×**`,
+    verified === undefined ? "—" : `${fixed(median(ours) / median(verified), 2)}×`,
     `${fixed(median(platformSamples) / median(rawSamples), 2)}×`,
     "≤ 1.3×"
   ]
@@ -253,16 +273,19 @@ const latency = async (direct: string) => {
         "platform client median ms",
         "raw median ms",
         "raw p95 ms",
+        "raw + sha256 median ms",
         "ours / raw (medians)",
+        "ours / raw + sha256",
         "platform / raw",
         "target"
       ],
       [
-        row("get", "2 / 2", samples.oursGet, samples.platformGet, samples.rawGet),
-        row("put (no lock)", "4 / 3", samples.oursPut, samples.platformPut, samples.rawPut)
+        row("get", "2 / 2", samples.oursGet, samples.platformGet, samples.rawGet, samples.rawVerifyGet),
+        row("put (no lock)", "4 / 3", samples.oursPut, samples.platformPut, samples.rawPut, undefined)
       ]
     ) + `\n\n${iterations} interleaved iterations after ${warmup} warm-up rounds, one process, keep-alive connections. ` +
-      "Raw: undici `request`, the same minimal requests, nothing checked. Platform client: the same requests on " +
+      "Raw: undici `request`, the same minimal requests, nothing checked; raw + sha256: the same, hashing the blob " +
+      "as it arrives and checking its digest (the least a verifying client does). Platform client: the same requests on " +
       "`@effect/platform`'s `HttpClient` (undici, its span off), nothing checked — the floor of any Effect client. " +
       "Ours verifies the manifest and the blob (sha256, size), decodes the manifest strictly, reads the parent state " +
       "on put (overlapped with the upload), and emits spans and metrics."
@@ -295,8 +318,9 @@ const throughput = async (direct: string) => {
       const results: Record<string, Array<TransferResult>> = {}
       for (let rep = 0; rep < reps; rep++) {
         for (const op of ["put", "get"] as const) {
-          for (const who of rep % 2 === 0 ? ["ours", "raw"] as const : ["raw", "ours"] as const) {
-            const name = `${who === "raw" ? "raw-" : ""}tp-${sizeMiB}-${compression}`
+          const clients = op === "get" ? ["ours", "raw", "rawv"] as const : ["ours", "raw"] as const
+          for (const who of rep % 2 === 0 ? clients : [...clients].reverse()) {
+            const name = `${who === "ours" ? "" : "raw-"}tp-${sizeMiB}-${compression}`
             const result = await child<TransferResult>(["transfer", direct, repository, who, op, String(bytes), compression, name])
             ;(results[`${who}-${op}`] ??= []).push(result)
             log(`  ${sizeMiB} MiB ${compression} ${who} ${op}: ${fixed(result.seconds, 3)} s, peak ${fixed(result.peak / MiB, 0)} MiB`)
@@ -308,6 +332,8 @@ const throughput = async (direct: string) => {
         const raw = results[`raw-${op}`]!
         const oursRate = sizeMiB / median(ours.map((r) => r.seconds))
         const rawRate = sizeMiB / median(raw.map((r) => r.seconds))
+        const verified = results[`rawv-${op}`]
+        const verifiedRate = verified === undefined ? undefined : sizeMiB / median(verified.map((r) => r.seconds))
         const oursPeak = median(ours.map((r) => r.peak))
         const rawPeak = median(raw.map((r) => r.peak))
         const idle = median(ours.map((r) => r.idle))
@@ -318,6 +344,8 @@ const throughput = async (direct: string) => {
           fixed(oursRate, 0),
           fixed(rawRate, 0),
           `**${fixed((oursRate / rawRate) * 100, 0)}%**`,
+          verifiedRate === undefined ? "—" : fixed(verifiedRate, 0),
+          verifiedRate === undefined ? "—" : `${fixed((oursRate / verifiedRate) * 100, 0)}%`,
           fixed(oursPeak / MiB, 0),
           `**${fixed(oursPeak / bytes, 2)}×**`,
           `${fixed((oursPeak - idle) / bytes, 2)}×`,
@@ -335,6 +363,8 @@ const throughput = async (direct: string) => {
       "ours MiB/s",
       "raw MiB/s",
       "ours / raw (target ≥ 80%)",
+      "raw + sha256 MiB/s",
+      "ours / raw + sha256",
       "ours peak RSS MiB",
       "ours peak / state (target ≤ 1.5×)",
       "ours (peak − idle process) / state",
@@ -347,7 +377,8 @@ const throughput = async (direct: string) => {
     "VmHWM during the operation (garbage collected and watermark reset just before it), the state buffer included " +
     "(a put's input, a get's result). \"Idle process\": RSS with the library loaded and the client built, before any " +
     "state exists (~95 MiB: Node plus effect, @effect/platform and undici). Raw gzip = one-shot `zlib.gzipSync` / " +
-    "`gunzipSync` (level 1) around the same requests; raw get reads into one buffer of the declared size, unverified."
+    "`gunzipSync` (level 1) around the same requests; raw get reads into one buffer of the declared size, unverified; " +
+    "raw + sha256 also hashes the blob as it arrives and checks its digest (get)."
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ const transfer = async (args: ReadonlyArray<string>) => {
   const [host, repository, who, op, bytesText, compression, name] = args as [string, string, string, string, string, "none" | "gzip", string]
   const size = Number(bytesText)
   const gzip = compression === "gzip"
-  const raw = who === "raw" ? makeRawClient(host) : undefined
+  // "rawv": the raw client, verifying the blob it reads (get).
+  const raw = who === "raw" || who === "rawv" ? makeRawClient(host) : undefined
   const ours = who === "ours" ? await makeClient(host, { repository, compression }) : undefined
   const idle = settle()
   const data = op === "put" ? makeState(size, 7) : undefined
@@ -52,7 +53,7 @@ const transfer = async (args: ReadonlyArray<string>) => {
   let received = 0
   if (raw !== undefined) {
     if (data !== undefined) await raw.put(repository, name, data, gzip)
-    else received = (await raw.get(repository, name)).byteLength
+    else received = (await raw.get(repository, name, who === "rawv")).byteLength
   } else if (ours !== undefined) {
     const sm = await ours.manager(name)
     if (data !== undefined) await ours.run(sm.put(data))

@@ -46,6 +46,8 @@ export interface NativeRequest {
   readonly body?: Uint8Array | ReadonlyArray<Uint8Array> | undefined
 }
 
+const ignoreError = () => {}
+
 /**
  * A response of a native exchange: what the transport and the registry read of any response.
  *
@@ -57,7 +59,11 @@ export class NativeResponse {
     readonly status: number,
     readonly headers: Readonly<Record<string, string>>,
     readonly readable: Readable & { arrayBuffer(): Promise<ArrayBuffer> }
-  ) {}
+  ) {
+    // A body nobody is reading may still fail (a body timeout, an abort, a reset): without a
+    // listener that 'error' would take the process down. Readers attach their own.
+    readable.on("error", ignoreError)
+  }
 
   get stream(): Stream.Stream<Uint8Array, BodyFailure> {
     return NodeStream.fromReadable<BodyFailure, Uint8Array>(() => this.readable, bodyFailure)
