@@ -11,7 +11,6 @@
 import Undici from "@effect/platform-node/Undici"
 import * as Crypto from "node:crypto"
 import * as Zlib from "node:zlib"
-import { manifestAccept } from "../src/Registry.js"
 
 const manifestType = "application/vnd.oci.image.manifest.v1+json"
 const emptyDigest = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
@@ -48,7 +47,9 @@ export const makeRawClient = (host: string): RawClient => {
       path,
       method: method as "GET",
       headers: {
-        ...(path.includes("/manifests/") && method !== "PUT" ? { accept: manifestAccept } : {}),
+        // The one manifest type it reads (nothing of the library is loaded: a raw process is Node
+        // and undici only).
+        ...(path.includes("/manifests/") && method !== "PUT" ? { accept: manifestType } : {}),
         ...(contentType === undefined ? {} : { "content-type": contentType })
       },
       body: body ?? null

@@ -5,15 +5,22 @@
  *   worker.js transfer <host> <repository> <ours|raw> <put|get> <bytes> <none|gzip> <name>
  *   worker.js contend  <host> <repository> <id> <milliseconds>
  */
-import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
-import * as Random from "effect/Random"
 import * as Fs from "node:fs"
-import * as LockInfo from "../src/LockInfo.js"
-import { makeClient } from "./client.js"
 import { makeState } from "./data.js"
 import { makeRawClient } from "./raw.js"
+
+// The library (and Effect) is loaded only by the tasks that use it: the raw client's process is
+// Node and undici alone, so that its peak RSS is the practical floor.
+const library = async () => {
+  const [{ makeClient }, Duration, Effect, Random, LockInfo] = await Promise.all([
+    import("./client.js"),
+    import("effect/Duration"),
+    import("effect/Effect"),
+    import("effect/Random"),
+    import("../src/LockInfo.js")
+  ])
+  return { makeClient, Duration, Effect, Random, LockInfo }
+}
 
 /** Resident set now and at its peak (bytes), from /proc (Linux). */
 const memory = (): { rss: number; peak: number } => {
@@ -43,7 +50,8 @@ const transfer = async (args: ReadonlyArray<string>) => {
   const gzip = compression === "gzip"
   // "rawv": the raw client, verifying the blob it reads (get).
   const raw = who === "raw" || who === "rawv" ? makeRawClient(host) : undefined
-  const ours = who === "ours" ? await makeClient(host, { repository, compression }) : undefined
+  const lib = who === "ours" ? await library() : undefined
+  const ours = lib === undefined ? undefined : await lib.makeClient(host, { repository, compression })
   const idle = settle()
   const data = op === "put" ? makeState(size, 7) : undefined
   // The garbage of generating the state is not the operation's: collect it, then measure the
@@ -59,7 +67,7 @@ const transfer = async (args: ReadonlyArray<string>) => {
     if (data !== undefined) await ours.run(sm.put(data))
     else {
       const payload = await ours.run(sm.get)
-      received = Option.isSome(payload) ? payload.value.data.byteLength : 0
+      received = payload._tag === "Some" ? payload.value.data.byteLength : 0
     }
   }
   const seconds = (performance.now() - started) / 1000
@@ -72,6 +80,7 @@ const transfer = async (args: ReadonlyArray<string>) => {
 
 const contend = async (args: ReadonlyArray<string>) => {
   const [host, repository, id, durationText] = args as [string, string, string, string]
+  const { Duration, Effect, LockInfo, makeClient, Random } = await library()
   const client = await makeClient(host, { repository })
   const sm = await client.manager("contended")
   const until = performance.now() + Number(durationText)
