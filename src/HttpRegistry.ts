@@ -5,9 +5,11 @@
  * - Manifests: GET/HEAD by tag or digest with the full Accept list (distribution 2.8 hides OCI
  *   manifests otherwise); bytes checked against the requested digest and `Docker-Content-Digest`;
  *   reads capped at 4 MiB. PUT with `Content-Type` = media type, the returned digest checked.
- * - Blobs: HEAD; GET verified (sha256 and size) before anything is released — read whole up to
- *   8 MiB (retried like any idempotent read when cut off), streamed beyond, with the verdict before
- *   the last chunk — redirects followed by hand with `Authorization` dropped off-origin;
+ * - Blobs: HEAD; GET verified (sha256 and size) before anything is released — `getBlobBytes`
+ *   reads into one buffer of the declared size, hashing as the body arrives (retried like any
+ *   idempotent read when cut off); `getBlob` emits a blob up to 8 MiB as one chunk that way and
+ *   streams larger ones, with the verdict before the last chunk — redirects followed by hand with
+ *   `Authorization` dropped off-origin;
  *   monolithic upload (POST, then PUT to the `Location` — absolute or relative, with its own query
  *   string — plus `&digest=`, as `application/octet-stream` with an explicit length; a `Location`
  *   on another origin gets no credentials).
@@ -24,6 +26,11 @@
  *   `layerNode` the undici dispatcher enforces both natively (one timer per request); over any
  *   other `HttpClient` they are Effect timers. `layerNode` also keeps connections alive after HEAD
  *   requests, which undici closes by default.
+ * - Clients: `layer` runs on any `HttpClient`. `layerNode` hands its requests straight to its
+ *   undici dispatcher (`internal/http/nativeExchange.ts`: the platform client's per-request
+ *   machinery cost as much as a loopback request itself), unless `transformClient` is given, in
+ *   which case the transformed platform client carries them. Everything above the exchange —
+ *   auth, redirects, retries, spans, error mapping — is the same on both paths.
  *
  * Transport security: `https` by default; plain `http` only for loopback registries or when
  * `plainHttp` is set. `layerNode` adds TLS options: `caFile` **adds** the PEM certificates to
@@ -79,7 +86,11 @@ export interface Options {
   readonly tagPageSize?: number | undefined
   /** Upper bound on tag pages followed (default 10,000), against runaway pagination. */
   readonly maxTagPages?: number | undefined
-  /** Lets applications add proxies, tracing or logging around the client. */
+  /**
+   * Lets applications add proxies, tracing or logging around the client. With `layerNode`, giving
+   * one sends registry requests through the (transformed) platform client instead of straight to
+   * undici.
+   */
   readonly transformClient?: ((client: HttpClient.HttpClient) => HttpClient.HttpClient) | undefined
 }
 
