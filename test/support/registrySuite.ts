@@ -187,6 +187,32 @@ export const registryBehaviour = (options: SuiteOptions) => {
         expect(smaller._tag).toBe("CorruptState")
       })))
 
+    it.live("getBlobBytes: the whole blob in one buffer, verified; wrong size, digest or a missing blob fail", () =>
+      run(Effect.gen(function*() {
+        const registry = yield* Registry
+        const repo = options.repository("blob-bytes")
+        // Larger than one network read, so that the body arrives in several chunks.
+        const data = new Uint8Array(700_000).map((_, i) => (i * 13) % 251)
+        const blob = { digest: Digest.sha256(data), size: data.byteLength }
+        yield* registry.putBlob(repo, blob, data)
+        const got = yield* registry.getBlobBytes(repo, blob)
+        expect(got.byteLength).toBe(data.byteLength)
+        expect(Buffer.from(got).equals(Buffer.from(data))).toBe(true)
+        const empty = { digest: Digest.sha256(new Uint8Array(0)), size: 0 }
+        yield* registry.putBlob(repo, empty, new Uint8Array(0))
+        expect((yield* registry.getBlobBytes(repo, empty)).byteLength).toBe(0)
+        for (const size of [blob.size + 5, blob.size - 1]) {
+          const error = yield* Effect.flip(registry.getBlobBytes(repo, { ...blob, size }))
+          expect(error._tag).toBe("CorruptState")
+        }
+        const other = Digest.sha256(bytes("other"))
+        yield* registry.putBlob(repo, { digest: other, size: 5 }, bytes("other"))
+        const swapped = yield* Effect.flip(registry.getBlobBytes(repo, { digest: other, size: data.byteLength }))
+        expect(swapped._tag).toBe("CorruptState")
+        const ghost = yield* Effect.flip(registry.getBlobBytes(repo, { digest: Digest.sha256(bytes("ghost")), size: 5 }))
+        expect(ghost).toMatchObject({ _tag: "RegistryError", code: "BLOB_UNKNOWN" })
+      })))
+
     it.live("a missing blob fails with BLOB_UNKNOWN", () =>
       run(Effect.gen(function*() {
         const registry = yield* Registry
