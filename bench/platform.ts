@@ -10,6 +10,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Crypto from "node:crypto"
 import { manifestAccept } from "../src/Registry.js"
@@ -36,9 +37,15 @@ export const makePlatformClient = async (host: string): Promise<PlatformClient> 
       return new Uint8Array(yield* blob.arrayBuffer)
     }))
 
+  // The library's requests: the parent read is sent first and answered while the state is hashed.
   const put = (repository: string, tag: string, data: Uint8Array) =>
     runtime.runPromise(Effect.gen(function*() {
+      const parentRead = yield* Effect.fork(
+        Effect.flatMap(client.get(`${origin}/v2/${repository}/manifests/${tag}`, { headers: { accept: manifestAccept } }), (r) => r.arrayBuffer)
+      )
+      yield* Effect.promise(() => new Promise((resolve) => setImmediate(resolve)))
       const digest = `sha256:${Crypto.createHash("sha256").update(data).digest("hex")}`
+      yield* Fiber.join(parentRead)
       const started = yield* client.post(`${origin}/v2/${repository}/blobs/uploads/`)
       const location = new URL(started.headers["location"]!, origin)
       location.searchParams.set("digest", digest)

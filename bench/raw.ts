@@ -6,7 +6,9 @@
  * - get: GET manifest by tag, GET blob (read into one buffer of the declared size; gunzip when the
  *   layer is gzip). With `verify`, the blob is also hashed as it arrives and checked against its
  *   digest: the least a client that verifies what it reads must do.
- * - put: (gzip at level 1 when asked) sha256 of the blob, POST upload, PUT blob, PUT manifest by tag.
+ * - put: GET the current manifest (the parent: sent first, answered while the state is hashed),
+ *   (gzip at level 1 when asked) sha256 of the blob, POST upload, PUT blob, PUT manifest by tag —
+ *   the requests of the library's put.
  */
 import Undici from "@effect/platform-node/Undici"
 import * as Crypto from "node:crypto"
@@ -69,8 +71,14 @@ export const makeRawClient = (host: string): RawClient => {
   }
 
   const put: RawClient["put"] = async (repository, tag, data, gzip) => {
+    // The parent read a put makes (the version number and the parent link come from it), on the
+    // wire while the state is hashed, as the library does.
+    const parentRead = request("GET", `/v2/${repository}/manifests/${tag}`)
+    await new Promise((resolve) => setImmediate(resolve))
     const blob = gzip ? Zlib.gzipSync(data, { level: 1 }) : data
     const digest = sha256(blob)
+    const parent = await parentRead
+    if (parent.status !== 200 && parent.status !== 404) throw new Error(`raw GET parent: ${parent.status}`)
     const started = await request("POST", `/v2/${repository}/blobs/uploads/`)
     if (started.status !== 202) throw new Error(`raw POST upload: ${started.status}`)
     const location = new URL(String(started.headers["location"]), origin)
@@ -87,7 +95,10 @@ export const makeRawClient = (host: string): RawClient => {
         digest,
         size: blob.byteLength
       }],
-      annotations: { "org.terraform.workspace": tag }
+      annotations: {
+        "org.terraform.workspace": tag,
+        ...(parent.status === 200 ? { "io.oras-state.state.parent": sha256(parent.body) } : {})
+      }
     }))
     const tagged = await request("PUT", `/v2/${repository}/manifests/${tag}`, manifest, manifestType)
     if (tagged.status !== 201) throw new Error(`raw PUT manifest: ${tagged.status} ${tagged.body.toString()}`)
