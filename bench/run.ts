@@ -191,8 +191,8 @@ const requestCounts = async (proxyHost: string, direct: string, proxy: Awaited<R
 
 const latency = async (direct: string) => {
   const repository = `${run}/latency`
-  const iterations = quick ? 15 : 60
-  const warmup = quick ? 3 : 10
+  const iterations = quick ? 15 : 200
+  const warmup = quick ? 3 : 20
   const client = await makeClient(direct, { repository })
   const raw = makeRawClient(direct)
   const platform = await makePlatformClient(direct)

@@ -54,7 +54,7 @@ import * as Fs from "node:fs/promises"
 import * as Tls from "node:tls"
 import { Credentials } from "./Credentials.js"
 import * as Digest from "./Digest.js"
-import { CorruptState, InvalidConfig, RegistryError, TransientRegistry, Unsupported } from "./Errors.js"
+import { CorruptState, InvalidConfig, isTransientRegistry, RegistryError, TransientRegistry, Unsupported } from "./Errors.js"
 import { type AuthScope, makeAuthenticator, parseTokenResponse, unauthorizedTokenEndpoint } from "./internal/http/auth.js"
 import { readVerifiedBlob } from "./internal/http/body.js"
 import { makeExchange } from "./internal/http/nativeExchange.js"
@@ -64,7 +64,7 @@ import * as Reference from "./internal/reference.js"
 import { instrumentRegistry, registrySpan } from "./internal/telemetry.js"
 import * as Verify from "./internal/verify.js"
 import { RegistryRateLimiter } from "./RateLimiter.js"
-import { type BlobRef, manifestAccept, maxManifestBytes, Registry, type Service } from "./Registry.js"
+import { type BlobBody, type BlobRef, type BlobUpload, manifestAccept, maxManifestBytes, Registry, type Service } from "./Registry.js"
 import * as Retry from "./Retry.js"
 
 /**
@@ -509,11 +509,11 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
         )))
     }
 
-    const putBlob: Service["putBlob"] = (repository, blob, body) =>
+    // POST: an upload session; its `Location` (with the registry's own query, kept).
+    const openUpload = (repository: string) =>
       Effect.gen(function*() {
-        yield* Reference.validateRepository(repository)
-        yield* Reference.validateDigest(blob.digest)
         const operation = "putBlob"
+        yield* Reference.validateRepository(repository)
         const started = yield* transport.send(operation, {
           method: "POST",
           url: apiUrl(`${repository}/blobs/uploads/`),
@@ -525,10 +525,18 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
         if (location === undefined) {
           return yield* new RegistryError({ operation, status: 202, reason: "upload started without a Location" })
         }
-        const uploadUrl = yield* Effect.try({
+        return yield* Effect.try({
           try: () => new URL(location, apiUrl(`${repository}/blobs/uploads/`)),
           catch: () => new RegistryError({ operation, reason: "upload Location is not a valid URL" })
         })
+      }).pipe(Effect.catchTag("Unsupported", toRegistryError))
+
+    // PUT the whole blob to an open session, closing it.
+    const closeUpload = (repository: string, location: URL, blob: BlobRef, body: BlobBody) =>
+      Effect.gen(function*() {
+        const operation = "putBlob"
+        yield* Reference.validateDigest(blob.digest)
+        const uploadUrl = new URL(location)
         // The Location carries its own query (upload state): append to it, never replace it.
         uploadUrl.search = `${uploadUrl.search === "" ? "?" : `${uploadUrl.search}&`}digest=${
           encodeURIComponent(blob.digest)
@@ -541,7 +549,29 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
         })
         yield* transport.expectStatus(operation, finished, [201, 204])
         yield* discard(finished)
-      }).pipe(Effect.catchTag("Unsupported", toRegistryError), retrying, span("putBlob", repository, blob.digest, blob.size))
+      }).pipe(Effect.catchTag("Unsupported", toRegistryError))
+
+    const putBlob: Service["putBlob"] = (repository, blob, body) =>
+      Effect.zipRight(Reference.validateDigest(blob.digest), openUpload(repository)).pipe(
+        Effect.flatMap((location) => closeUpload(repository, location, blob, body)),
+        retrying,
+        span("putBlob", repository, blob.digest, blob.size)
+      )
+
+    // The session is opened now; a close that fails transiently is retried as a whole upload (a
+    // session may not survive what interrupted it).
+    const startBlobUpload: Service["startBlobUpload"] = (repository) =>
+      openUpload(repository).pipe(
+        retrying,
+        span("startBlobUpload", repository),
+        Effect.map((location): BlobUpload => ({
+          finish: (blob, body) =>
+            closeUpload(repository, location, blob, body).pipe(
+              Effect.catchIf(isTransientRegistry, () => putBlob(repository, blob, body)),
+              span("putBlob", repository, blob.digest, blob.size)
+            )
+        }))
+      )
 
     const listTags: Service["listTags"] = (repository, listOptions) => {
       const operation = "listTags"
@@ -607,6 +637,7 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
       getBlob,
       getBlobBytes,
       putBlob,
+      startBlobUpload,
       listTags
     }, { spans: false }))
   })

@@ -419,6 +419,10 @@ export const make = (options: Options = {}) =>
       return listed
     }
 
+    // Nothing to open here: the session is the repository name, the upload happens at `finish`.
+    const startBlobUpload: Service["startBlobUpload"] = (repository) =>
+      Effect.as(Reference.validateRepository(repository), { finish: (blob, body) => putBlob(repository, blob, body) })
+
     const listTags: Service["listTags"] = (repository, listOptions) => {
       const pageSize = Math.max(1, Math.floor(listOptions?.pageSize ?? defaultPageSize))
       const page = (last: string | undefined) =>
@@ -458,6 +462,7 @@ export const make = (options: Options = {}) =>
       getBlob,
       getBlobBytes,
       putBlob,
+      startBlobUpload,
       listTags
     }, { spans: true })
 

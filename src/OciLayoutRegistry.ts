@@ -70,7 +70,7 @@ import * as ManifestRefs from "./internal/ociLayout/manifest.js"
 import * as Reference from "./internal/reference.js"
 import { instrumentRegistry, registrySpan, registryStreamSpan } from "./internal/telemetry.js"
 import * as Verify from "./internal/verify.js"
-import { type BlobBody, maxManifestBytes, Registry, type Service } from "./Registry.js"
+import { type BlobBody, type BlobRef, type BlobUpload, maxManifestBytes, Registry, type Service } from "./Registry.js"
 
 /**
  * @since 0.1.0
@@ -612,6 +612,12 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
 
     // -- tags ----------------------------------------------------------------------------------------------
 
+    // Nothing to open in a layout: the blob is written at `finish`.
+    const startBlobUpload: Service["startBlobUpload"] = (repository) =>
+      Effect.as(Reference.validateRepository(repository), {
+        finish: (blob: BlobRef, body: BlobBody) => putBlob(repository, blob, body)
+      } satisfies BlobUpload).pipe(span("startBlobUpload", repository))
+
     const listTags: Service["listTags"] = (repository) =>
       Stream.unwrap(
         Effect.gen(function*() {
@@ -638,6 +644,7 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
       getBlob,
       getBlobBytes,
       putBlob,
+      startBlobUpload,
       listTags
     }, { spans: false }))
   })

@@ -101,6 +101,20 @@ export interface BlobRef {
 export type BlobBody = Uint8Array | ReadonlyArray<Uint8Array>
 
 /**
+ * An upload session opened by `startBlobUpload`. A session that is never finished is left to the
+ * registry's own clean-up of stale uploads.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BlobUpload {
+  /**
+   * Send the blob and close the session. A transient failure is retried as a whole new upload.
+   */
+  readonly finish: (blob: BlobRef, body: BlobBody) => Effect.Effect<void, RegistryFailure>
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -164,6 +178,12 @@ export interface Service {
    * already ask `blobExists`; re-uploading identical content is harmless.
    */
   readonly putBlob: (repository: string, blob: BlobRef, body: BlobBody) => Effect.Effect<void, RegistryFailure>
+  /**
+   * Open an upload session before the blob is known (OCI: the POST of an upload), so that it is on
+   * the wire while the caller is still hashing or compressing; `finish` sends the blob (the PUT).
+   * `putBlob` is both in one.
+   */
+  readonly startBlobUpload: (repository: string) => Effect.Effect<BlobUpload, RegistryFailure>
   /** Every tag of the repository (empty when the repository does not exist), pages followed lazily. */
   readonly listTags: (repository: string, options?: ListTagsOptions) => Stream.Stream<string, RegistryFailure>
 }

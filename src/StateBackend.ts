@@ -33,6 +33,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -415,17 +416,17 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
         // The layer blob depends on none of the fence, the parent or the version: it is encoded
         // and uploaded while they are read (a round trip less), and nothing is published before
         // all of them are in. A failed fence interrupts the upload; an uploaded blob is harmless.
-        // The upload first lets the event loop turn once, so that the read's request is on the
-        // wire before the (CPU-bound) hashing of a raw state starts: the registry answers the
-        // read while the state is hashed, and the upload's requests then have it to themselves.
-        // Hashing first sent both together, and they crossed on the registry; hashing with the
-        // read's request still queued held it back by the hash's duration. (gzip runs on the
-        // thread pool anyway.)
+        // The upload session needs nothing of the state: it is opened at once, and the event
+        // loop turns once so that it and the parent read are on the wire before the (CPU-bound)
+        // hashing of a raw state, or while gzip compresses on the thread pool. The registry
+        // answers both meanwhile; the blob is then sent to a session already open.
         const upload = Effect.gen(function*() {
+          const session = yield* Effect.fork(registry.startBlobUpload(repository))
           yield* eventLoopTurn
           const encoded = yield* encodeState(data, compression)
           yield* ensureConfig
-          yield* registry.putBlob(repository, encoded.descriptor, encoded.body)
+          const opened = yield* Fiber.join(session)
+          yield* opened.finish(encoded.descriptor, encoded.body)
           return encoded
         })
         const [{ parent, version }, encoded] = yield* Effect.all([base, upload], { concurrency: 2 })

@@ -34,7 +34,8 @@
  *   and `getVersion`; `version` where one is asked; `retry.count` on `lock` when an attempt was
  *   made again after a transient failure.
  * - `Registry.<op>` (`resolveManifest`, `getManifest`, `putManifest`, `deleteManifest`,
- *   `blobExists`, `getBlob` (also for `getBlobBytes`), `putBlob`, `listTags`) from every `Registry` layer (HTTP, memory, OCI
+ *   `blobExists`, `getBlob` (also for `getBlobBytes`), `putBlob` (also for an upload session's
+ *   `finish`), `startBlobUpload`, `listTags`) from every `Registry` layer (HTTP, memory, OCI
  *   layout), children of the state operation that issued them: `operation`, `oci.registry` (host,
  *   or `memory` / `oci-layout:<dir>`), `oci.repository`, `oci.reference` (tag or digest), `bytes`
  *   (blob or manifest size, where known up front), `retry.count` (retries this call needed, set

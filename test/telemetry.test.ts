@@ -202,6 +202,7 @@ const checkTelemetry = (
       "Registry.blobExists",
       "Registry.getBlob",
       "Registry.putBlob",
+      "Registry.startBlobUpload",
       "Registry.listTags"
     ])
   )

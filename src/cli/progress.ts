@@ -122,6 +122,20 @@ const meteredBody = (body: BlobBody, meter: Meter): BlobBody => {
  * @category combinators
  */
 export const decorate = (registry: Service, options: Options, clock: Clock.Clock): Service => {
+  // An upload of a large blob, with its body metered as the client pulls it.
+  const metered = <E>(
+    blob: { readonly size: number },
+    body: BlobBody,
+    send: (body: BlobBody) => Effect.Effect<void, E>
+  ): Effect.Effect<void, E> =>
+    blob.size < threshold
+      ? send(body)
+      : Effect.suspend(() => {
+        const meter = makeMeter("upload", blob.size, options.tty, clock)
+        return send(meteredBody(body, meter)).pipe(
+          Effect.onExit((exit) => Effect.sync(() => meter.finish(exit._tag === "Success")))
+        )
+      })
   const getBlob: Service["getBlob"] = (repository, blob) =>
     blob.size < threshold
       ? registry.getBlob(repository, blob)
@@ -153,15 +167,11 @@ export const decorate = (registry: Service, options: Options, clock: Clock.Clock
             out
           )
         }),
-  putBlob: (repository, blob, body) =>
-    blob.size < threshold
-      ? registry.putBlob(repository, blob, body)
-      : Effect.suspend(() => {
-        const meter = makeMeter("upload", blob.size, options.tty, clock)
-        return registry.putBlob(repository, blob, meteredBody(body, meter)).pipe(
-          Effect.onExit((exit) => Effect.sync(() => meter.finish(exit._tag === "Success")))
-        )
-      })
+  putBlob: (repository, blob, body) => metered(blob, body, (metered) => registry.putBlob(repository, blob, metered)),
+  startBlobUpload: (repository) =>
+    Effect.map(registry.startBlobUpload(repository), (upload) => ({
+      finish: (blob, body) => metered(blob, body, (metered) => upload.finish(blob, metered))
+    }))
   }
 }
 

@@ -238,6 +238,17 @@ export const instrumentRegistry = (service: Service, options: { readonly spans: 
         Effect.tap(() => countBytes("upload", "blob", blob.size)),
         span("putBlob", repository, blob.digest, blob.size)
       ),
+    startBlobUpload: (repository) =>
+      service.startBlobUpload(repository).pipe(
+        span("startBlobUpload", repository),
+        Effect.map((upload) => ({
+          finish: (blob, body) =>
+            upload.finish(blob, body).pipe(
+              Effect.tap(() => countBytes("upload", "blob", blob.size)),
+              span("putBlob", repository, blob.digest, blob.size)
+            )
+        }))
+      ),
     listTags: (repository, listOptions) =>
       service.listTags(repository, listOptions).pipe(streamSpan("listTags", repository))
   }

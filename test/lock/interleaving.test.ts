@@ -126,6 +126,10 @@ const runSchedule = (seed: number, stats: Stats) =>
         getBlob: (r, b) => Stream.unwrap(Effect.as(gate, shared.getBlob(r, b))),
         getBlobBytes: (r, b) => Effect.zipRight(gate, shared.getBlobBytes(r, b)),
         putBlob: (r, b, body) => Effect.zipRight(gate, shared.putBlob(r, b, body)),
+        startBlobUpload: (r) =>
+          Effect.map(Effect.zipRight(gate, shared.startBlobUpload(r)), (upload) => ({
+            finish: (b, body) => Effect.zipRight(gate, upload.finish(b, body))
+          })),
         listTags: (r, o) => Stream.unwrap(Effect.as(Effect.zipRight(gate, trace("LIST")), shared.listTags(r, o).pipe(Stream.tap((t) => trace(`  tag ${t}`)))))
       }
     }

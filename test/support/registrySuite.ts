@@ -187,6 +187,25 @@ export const registryBehaviour = (options: SuiteOptions) => {
         expect(smaller._tag).toBe("CorruptState")
       })))
 
+    it.live("startBlobUpload: a session opened first, the blob sent later; a wrong digest is refused; an abandoned session is harmless", () =>
+      run(Effect.gen(function*() {
+        const registry = yield* Registry
+        const repo = options.repository("blob-session")
+        const abandoned = yield* registry.startBlobUpload(repo)
+        const upload = yield* registry.startBlobUpload(repo)
+        const chunks = [bytes("opened "), bytes("before "), bytes("hashing")]
+        const blob = { digest: Digest.sha256(chunks), size: 21 }
+        yield* upload.finish(blob, chunks)
+        expect((yield* collect(registry.getBlob(repo, blob))).toString()).toBe("opened before hashing")
+        const claimed = Digest.sha256(bytes("claimed"))
+        const refused = yield* Effect.flip((yield* registry.startBlobUpload(repo)).finish({ digest: claimed, size: 6 }, bytes("actual")))
+        expect(refused._tag).toBe("RegistryError")
+        expect(yield* registry.blobExists(repo, claimed)).toEqual(Option.none())
+        expect(abandoned).toBeDefined()
+        const invalid = yield* Effect.flip(registry.startBlobUpload("Not/A/Valid/Name"))
+        expect(invalid._tag).toBe("InvalidReference")
+      })))
+
     it.live("getBlobBytes: the whole blob in one buffer, verified; wrong size, digest or a missing blob fail", () =>
       run(Effect.gen(function*() {
         const registry = yield* Registry

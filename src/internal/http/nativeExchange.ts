@@ -109,10 +109,11 @@ export const makeExchange = (dispatcher: Undici.Dispatcher): Exchange => (reques
     return Effect.sync(() => controller.abort())
   })
 
+// Indexed, not iterated: a caller may watch its body's iteration (upload progress).
 const bodyLength = (body: Uint8Array | ReadonlyArray<Uint8Array>): number => {
   if (body instanceof Uint8Array) return body.byteLength
   let size = 0
-  for (const chunk of body) size += chunk.byteLength
+  for (let i = 0; i < body.length; i++) size += body[i]!.byteLength
   return size
 }
 
