@@ -881,9 +881,13 @@ export const layer = (options: Options): Layer.Layer<StateBackend, InvalidRefere
 export const parseVersionTag = (workspace: string, tag: string): number | undefined =>
   WireFormat.parseVersionTag(WireFormat.workspaceTag(workspace), tag)
 
-// One turn of Node's event loop (pending I/O, such as a request just handed to the HTTP client,
-// goes out first).
+// Until requests just handed to the HTTP client are on the wire. undici writes a request on a
+// reused keep-alive connection only from an immediate it queues at dispatch (after checking the
+// idle socket), so this waits for the check phase after the one in which those immediates run:
+// a single turn could run before them, and the hash would hold them back.
 const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
+  let handle = setImmediate(() => {
+    handle = setImmediate(() => resume(Effect.void))
+  })
   return Effect.sync(() => clearImmediate(handle))
 })
