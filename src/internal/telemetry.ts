@@ -56,11 +56,31 @@ const countOperation = (operation: string, exit: Exit.Exit<unknown, unknown>) =>
  */
 export const stateOperation = (name: string, operation: string, attributes: Record<string, unknown>) =>
 <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, Tracer.ParentSpan>> =>
-  self.pipe(
-    Effect.onExit((exit) => countOperation(operation, exit)),
+  whenTraced(
+    Effect.onExit(self, (exit) => countOperation(operation, exit)),
     // No stack trace: capturing one per operation was measurable, and it shows the runtime's
     // frames rather than the caller's.
     Effect.withSpan(name, { captureStackTrace: false, attributes: { [A.operation]: operation, ...attributes } })
+  )
+
+// Effect's built-in tracer: the one in place when the application installs none, which keeps
+// its spans nowhere. Under it the library makes no spans — each one copies the fiber's context
+// twice (~15 KB and ~5 µs), several per request, which showed in every latency and in how often
+// V8 collected the old generation. Any other tracer (OpenTelemetry, a test's) gets them all.
+const builtInTracer: Tracer.Tracer = Effect.runSync(Effect.tracer)
+
+/**
+ * `self` with `addSpan` applied, unless the current tracer is Effect's built-in one.
+ *
+ * @internal
+ */
+export const whenTraced = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  addSpan: (self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, Exclude<R, Tracer.ParentSpan>>
+): Effect.Effect<A, E, Exclude<R, Tracer.ParentSpan>> =>
+  Effect.tracerWith((tracer) =>
+    // The library's effects never require a parent span; only the type says they might.
+    tracer === builtInTracer ? self as Effect.Effect<A, E, Exclude<R, Tracer.ParentSpan>> : addSpan(self)
   )
 
 /** Attributes every state span carries (`workspace` where there is one). @internal */
@@ -179,12 +199,18 @@ export const registrySpanOptions = (
 /** The `Registry.<operation>` span around an effect. @internal */
 export const registrySpan = (operation: string, span: RegistrySpan, kind?: Tracer.SpanKind) =>
 <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, Exclude<R, Tracer.ParentSpan>> =>
-  Effect.withSpan(self, `Registry.${operation}`, registrySpanOptions(operation, span, kind))
+  whenTraced(self, Effect.withSpan(`Registry.${operation}`, registrySpanOptions(operation, span, kind)))
 
 /** The `Registry.<operation>` span around a stream. @internal */
 export const registryStreamSpan = (operation: string, span: RegistrySpan, kind?: Tracer.SpanKind) =>
 <A, E, R>(self: Stream.Stream<A, E, R>): Stream.Stream<A, E, Exclude<R, Tracer.ParentSpan>> =>
-  Stream.withSpan(self, `Registry.${operation}`, registrySpanOptions(operation, span, kind))
+  Stream.unwrap(Effect.tracerWith((tracer) =>
+    Effect.succeed(
+      tracer === builtInTracer
+        ? self as Stream.Stream<A, E, Exclude<R, Tracer.ParentSpan>>
+        : Stream.withSpan(self, `Registry.${operation}`, registrySpanOptions(operation, span, kind))
+    )
+  ))
 
 /**
  * Wrap a `Registry` service so that it counts the bytes it moves (`Telemetry.bytesMoved`) and,
@@ -268,21 +294,22 @@ export const httpClientSpan = (method: string, url: URL) =>
 <A extends { readonly status: number }, E, R>(
   self: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E, Exclude<R, Tracer.ParentSpan>> =>
-  self.pipe(
-    Effect.tap((response) => Effect.annotateCurrentSpan("http.response.status_code", response.status)),
-    Effect.withSpan(`http.client ${method}`, {
-      kind: "client",
-      captureStackTrace: false,
-      attributes: {
-        "http.request.method": method,
-        "server.address": url.hostname,
-        "server.port": url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port),
-        "url.scheme": url.protocol.slice(0, -1),
-        "url.path": url.pathname,
-        "url.full": `${url.protocol}//${url.host}${url.pathname}`
-      }
-    })
-  )
+  whenTraced(self, (self) =>
+    self.pipe(
+      Effect.tap((response) => Effect.annotateCurrentSpan("http.response.status_code", response.status)),
+      Effect.withSpan(`http.client ${method}`, {
+        kind: "client",
+        captureStackTrace: false,
+        attributes: {
+          "http.request.method": method,
+          "server.address": url.hostname,
+          "server.port": url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port),
+          "url.scheme": url.protocol.slice(0, -1),
+          "url.path": url.pathname,
+          "url.full": `${url.protocol}//${url.host}${url.pathname}`
+        }
+      })
+    ))
 
 /**
  * The client as the transport uses it: the platform's own span is turned off (see
