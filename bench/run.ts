@@ -289,7 +289,8 @@ const latency = async (direct: string) => {
       "`@effect/platform`'s `HttpClient` (undici, its span off), nothing checked — the floor of any Effect client. " +
       "A put is the same four requests in all three: the parent manifest read (sent first, answered while the state " +
       "is hashed), POST upload, PUT blob, PUT manifest. Ours verifies the manifest and the blob (sha256, size), " +
-      "decodes the manifest strictly, and emits spans and metrics."
+      "decodes the manifest strictly and records metrics; it makes spans only under an installed tracer (none here, " +
+      "as in an application without one)."
   }
 }
 
