@@ -27,6 +27,9 @@
  * below that was updated anywhere in the process.
  *
  * ## Spans
+ * Made only under an installed tracer: under Effect's built-in one (no tracer provided), which
+ * keeps spans nowhere, the library makes none — each would only cost time and memory.
+ *
  * - `StateManager.<op>` (`get`, `put`, `delete`, `lock`, `unlock`, `forceUnlock`, `lockInfo`,
  *   `withLock`, `renewLease`, `versions`, `getVersion`, `restore`, `outputs`, `retention`) and
  *   `StateBackend.workspaces` / `StateBackend.deleteWorkspace`: attributes `operation`,
