@@ -57,6 +57,7 @@ import {
 } from "./Errors.js"
 import { isValidTag } from "./internal/reference.js"
 import { type Compression, decodeState, encodeState, withLazyMd5 } from "./internal/state/content.js"
+import { RequestsOnTheWire } from "./internal/state/onTheWire.js"
 import { type Holder, makeLock } from "./internal/state/lock.js"
 import {
   emptyConfigBytes,
@@ -422,7 +423,8 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
         // answers both meanwhile; the blob is then sent to a session already open.
         const upload = Effect.gen(function*() {
           const session = yield* Effect.fork(registry.startBlobUpload(repository))
-          yield* eventLoopTurn
+          const onTheWire = yield* RequestsOnTheWire
+          yield* onTheWire
           const encoded = yield* encodeState(data, compression)
           yield* ensureConfig
           const opened = yield* Fiber.join(session)
@@ -881,13 +883,3 @@ export const layer = (options: Options): Layer.Layer<StateBackend, InvalidRefere
 export const parseVersionTag = (workspace: string, tag: string): number | undefined =>
   WireFormat.parseVersionTag(WireFormat.workspaceTag(workspace), tag)
 
-// Until requests just handed to the HTTP client are on the wire. undici writes a request on a
-// reused keep-alive connection only from an immediate it queues at dispatch (after checking the
-// idle socket), so this waits for the check phase after the one in which those immediates run:
-// a single turn could run before them, and the hash would hold them back.
-const eventLoopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
-  let handle = setImmediate(() => {
-    handle = setImmediate(() => resume(Effect.void))
-  })
-  return Effect.sync(() => clearImmediate(handle))
-})
