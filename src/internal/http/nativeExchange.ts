@@ -58,7 +58,7 @@ export class NativeResponse {
     readonly request: { readonly method: string; readonly url: string },
     readonly status: number,
     readonly headers: Readonly<Record<string, string>>,
-    readonly readable: Readable & { arrayBuffer(): Promise<ArrayBuffer> }
+    readonly readable: Undici.Dispatcher.ResponseData["body"]
   ) {
     // A body nobody is reading may still fail (a body timeout, an abort, a reset): without a
     // listener that 'error' would take the process down. Readers attach their own.
@@ -101,7 +101,7 @@ export const makeExchange = (dispatcher: Undici.Dispatcher): Exchange => (reques
             { method: request.method, url: request.url.href },
             data.statusCode,
             flattenHeaders(data.headers),
-            data.body as unknown as NativeResponse["readable"]
+            data.body
           )
         )),
       (cause: unknown) => resume(Effect.fail({ _tag: "ExchangeFailure", cause }))
