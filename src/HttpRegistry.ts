@@ -482,12 +482,7 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
       Effect.flatMap(openBlob(repository, blob), (response) =>
         readVerifiedBlob(response, blob).pipe(
           bodyTimer("getBlob"),
-          Effect.catchTag("BodyFailure", (error) =>
-            Effect.fail(
-              isBodyTimeout(error)
-                ? bodyStalled("getBlob")
-                : new TransientRegistry({ operation: "getBlob", reason: "the blob download was cut off" })
-            ))
+          Effect.catchTag("BodyFailure", (error) => Effect.fail(blobCutOff(error)))
         )).pipe(retrying, span("getBlob", repository, blob.digest, blob.size))
 
     const getBlob: Service["getBlob"] = (repository, blob) => {
@@ -499,11 +494,7 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
       const streamed = openBlob(repository, blob).pipe(retrying, span("getBlob", repository, blob.digest, blob.size))
       return Stream.unwrap(Effect.map(streamed, (response) =>
         response.stream.pipe(
-          Stream.mapError((error) =>
-            isBodyTimeout(error)
-              ? bodyStalled(operation)
-              : new TransientRegistry({ operation, reason: "the blob download was cut off" })
-          ),
+          Stream.mapError(blobCutOff),
           timeoutsInClient ? identity : Stream.timeoutFail(() => bodyStalled(operation), idleTimeout),
           Verify.verifyBlobStream(blob)
         )))
@@ -551,15 +542,17 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
         yield* discard(finished)
       }).pipe(Effect.catchTag("Unsupported", toRegistryError))
 
-    const putBlob: Service["putBlob"] = (repository, blob, body) =>
+    // POST and PUT, retried together (a session may not survive what interrupted it).
+    const uploadBlob = (repository: string, blob: BlobRef, body: BlobBody) =>
       Effect.zipRight(Reference.validateDigest(blob.digest), openUpload(repository)).pipe(
         Effect.flatMap((location) => closeUpload(repository, location, blob, body)),
-        retrying,
-        span("putBlob", repository, blob.digest, blob.size)
+        retrying
       )
 
-    // The session is opened now; a close that fails transiently is retried as a whole upload (a
-    // session may not survive what interrupted it).
+    const putBlob: Service["putBlob"] = (repository, blob, body) =>
+      uploadBlob(repository, blob, body).pipe(span("putBlob", repository, blob.digest, blob.size))
+
+    // The session is opened now; a close that fails transiently is retried as a whole upload.
     const startBlobUpload: Service["startBlobUpload"] = (repository) =>
       openUpload(repository).pipe(
         retrying,
@@ -567,7 +560,7 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
         Effect.map((location): BlobUpload => ({
           finish: (blob, body) =>
             closeUpload(repository, location, blob, body).pipe(
-              Effect.catchIf(isTransientRegistry, () => putBlob(repository, blob, body)),
+              Effect.catchIf(isTransientRegistry, () => uploadBlob(repository, blob, body)),
               span("putBlob", repository, blob.digest, blob.size)
             )
         }))
@@ -826,6 +819,12 @@ const isBodyTimeout = (error: { readonly cause?: unknown }): boolean => {
 
 const bodyStalled = (operation: string) =>
   new TransientRegistry({ operation, reason: "the response body stalled" })
+
+// A blob download that stopped: stalled (the client's body timeout) or cut off.
+const blobCutOff = (error: { readonly cause?: unknown }) =>
+  isBodyTimeout(error)
+    ? bodyStalled("getBlob")
+    : new TransientRegistry({ operation: "getBlob", reason: "the blob download was cut off" })
 
 const bodyInterrupted = (operation: string, error: { readonly cause?: unknown }) =>
   Effect.fail(

@@ -321,15 +321,21 @@ export const httpClientSpan = (method: string, url: URL) =>
 export const withSafeTracing = (client: HttpClient.HttpClient): HttpClient.HttpClient =>
   HttpClient.mapRequestEffect(
     HttpClient.withTracerDisabledWhen(client, () => true),
-    // Read off the fiber in one step (a span lookup per request through `Effect.currentSpan` cost
-    // several effects).
-    (request) =>
-      Effect.withFiberRuntime((fiber) => {
-        const span = fiber.currentSpan
-        return Effect.succeed(
-          span !== undefined && span._tag === "Span" && fiber.getFiberRef(HttpClient.currentTracerPropagation)
-            ? HttpClientRequest.setHeaders(request, HttpTraceContext.toHeaders(span))
-            : request
-        )
-      })
+    (request) => Effect.map(propagationHeaders, (headers) => HttpClientRequest.setHeaders(request, headers))
   )
+
+/**
+ * The W3C / B3 trace-context headers of the current span (none without one, or under
+ * `HttpClient.withTracerPropagation(false)`). Read off the fiber in one step: a span lookup per
+ * request through `Effect.currentSpan` cost several effects.
+ *
+ * @internal
+ */
+export const propagationHeaders: Effect.Effect<Record<string, string>> = Effect.withFiberRuntime((fiber) => {
+  const span = fiber.currentSpan
+  return Effect.succeed(
+    span !== undefined && span._tag === "Span" && fiber.getFiberRef(HttpClient.currentTracerPropagation)
+      ? HttpTraceContext.toHeaders(span)
+      : {}
+  )
+})

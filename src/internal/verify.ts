@@ -36,29 +36,13 @@ export const verifyBlobStream = (blob: BlobRef) => <E, R>(
         if (pending !== undefined) out.push(pending)
         pending = part
       }
-      if (hasher.size() > blob.size) {
-        return Effect.fail(
-          new CorruptState({
-            digest: blob.digest,
-            reason: `blob is larger than the ${blob.size} bytes its descriptor declares`
-          })
-        )
-      }
+      if (hasher.size() > blob.size) return Effect.fail(largerThanDeclared(blob))
       return Effect.succeed(Chunk.unsafeFromArray(out))
     })
     const tail = Stream.suspend(() => {
-      if (hasher.size() !== blob.size) {
-        return Stream.fail(
-          new CorruptState({
-            digest: blob.digest,
-            reason: `blob has ${hasher.size()} bytes, its descriptor declares ${blob.size}`
-          })
-        )
-      }
+      if (hasher.size() !== blob.size) return Stream.fail(sizeMismatch(blob, hasher.size()))
       const actual = hasher.digest()
-      if (actual !== blob.digest) {
-        return Stream.fail(new CorruptState({ digest: blob.digest, reason: `blob content hashes to ${actual}` }))
-      }
+      if (actual !== blob.digest) return Stream.fail(digestMismatch(blob, actual))
       return pending === undefined ? Stream.empty : Stream.make(pending)
     })
     return Stream.concat(body, tail)
@@ -70,16 +54,51 @@ export const verifyBlobStream = (blob: BlobRef) => <E, R>(
  * @internal
  */
 export const verifyBlobBytes = (bytes: Uint8Array, blob: BlobRef): Effect.Effect<Uint8Array, CorruptState> => {
-  if (bytes.byteLength !== blob.size) {
-    return Effect.fail(
-      new CorruptState({ digest: blob.digest, reason: `blob has ${bytes.byteLength} bytes, its descriptor declares ${blob.size}` })
-    )
-  }
+  if (bytes.byteLength !== blob.size) return Effect.fail(sizeMismatch(blob, bytes.byteLength))
   const actual = Digest.sha256(bytes)
-  return actual === blob.digest
-    ? Effect.succeed(bytes)
-    : Effect.fail(new CorruptState({ digest: blob.digest, reason: `blob content hashes to ${actual}` }))
+  return actual === blob.digest ? Effect.succeed(bytes) : Effect.fail(digestMismatch(blob, actual))
 }
+
+/**
+ * A blob gathered into one buffer of its declared size as its chunks arrive, each hashed on
+ * arrival: `push` refuses (`CorruptState`) a chunk that would take it past the declared size,
+ * `finish` returns the bytes only when size and digest match.
+ *
+ * @internal
+ */
+export const makeVerifiedBuffer = (blob: BlobRef): {
+  readonly push: (chunk: Uint8Array) => CorruptState | undefined
+  readonly finish: () => Effect.Effect<Uint8Array, CorruptState>
+} => {
+  const out = Buffer.allocUnsafe(blob.size)
+  const hasher = Digest.makeHasher()
+  let offset = 0
+  return {
+    push: (chunk) => {
+      if (offset + chunk.byteLength > blob.size) return largerThanDeclared(blob)
+      out.set(chunk, offset)
+      offset += chunk.byteLength
+      hasher.update(chunk)
+      return undefined
+    },
+    finish: () => {
+      if (offset !== blob.size) return Effect.fail(sizeMismatch(blob, offset))
+      const actual = hasher.digest()
+      return actual === blob.digest
+        ? Effect.succeed(new Uint8Array(out.buffer, out.byteOffset, out.byteLength))
+        : Effect.fail(digestMismatch(blob, actual))
+    }
+  }
+}
+
+const largerThanDeclared = (blob: BlobRef) =>
+  new CorruptState({ digest: blob.digest, reason: `blob is larger than the ${blob.size} bytes its descriptor declares` })
+
+const sizeMismatch = (blob: BlobRef, size: number) =>
+  new CorruptState({ digest: blob.digest, reason: `blob has ${size} bytes, its descriptor declares ${blob.size}` })
+
+const digestMismatch = (blob: BlobRef, actual: string) =>
+  new CorruptState({ digest: blob.digest, reason: `blob content hashes to ${actual}` })
 
 /**
  * Check manifest bytes against the digest asked for (a digest reference) and the one the registry

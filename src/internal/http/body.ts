@@ -19,9 +19,9 @@
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import type { Readable } from "node:stream"
-import * as Digest from "../../Digest.js"
 import { CorruptState } from "../../Errors.js"
 import type { BlobRef } from "../../Registry.js"
+import * as Verify from "../verify.js"
 import { type BodyFailure, bodyFailure } from "./nativeExchange.js"
 import { isNative, type RegistryResponse } from "./transport.js"
 
@@ -30,45 +30,6 @@ const nodeReadable = (response: RegistryResponse): Readable | undefined =>
   isNative(response) && response.readable.readableDidRead === false && !response.readable.destroyed
     ? response.readable
     : undefined
-
-/** Whether `response` is read without the stream machinery (exported for tests). @internal */
-export const hasFastPath = (response: RegistryResponse): boolean =>
-  nodeReadable(response) !== undefined
-
-/**
- * Copies chunks into one buffer of `blob.size` bytes while hashing them; `CorruptState` as soon as
- * more bytes arrive than declared, or at the end on a size or digest mismatch.
- */
-const makeSink = (blob: BlobRef) => {
-  const out = Buffer.allocUnsafe(blob.size)
-  const hasher = Digest.makeHasher()
-  let offset = 0
-  return {
-    push: (chunk: Uint8Array): CorruptState | undefined => {
-      if (offset + chunk.byteLength > blob.size) {
-        return new CorruptState({
-          digest: blob.digest,
-          reason: `blob is larger than the ${blob.size} bytes its descriptor declares`
-        })
-      }
-      out.set(chunk, offset)
-      offset += chunk.byteLength
-      hasher.update(chunk)
-      return undefined
-    },
-    finish: (): Effect.Effect<Uint8Array, CorruptState> => {
-      if (offset !== blob.size) {
-        return Effect.fail(
-          new CorruptState({ digest: blob.digest, reason: `blob has ${offset} bytes, its descriptor declares ${blob.size}` })
-        )
-      }
-      const actual = hasher.digest()
-      return actual === blob.digest
-        ? Effect.succeed(new Uint8Array(out.buffer, out.byteOffset, out.byteLength))
-        : Effect.fail(new CorruptState({ digest: blob.digest, reason: `blob content hashes to ${actual}` }))
-    }
-  }
-}
 
 /**
  * Read the whole body of `response` as the blob `blob` (verified).
@@ -80,7 +41,7 @@ export const readVerifiedBlob = (
   blob: BlobRef
 ): Effect.Effect<Uint8Array, CorruptState | BodyFailure> =>
   Effect.suspend(() => {
-    const sink = makeSink(blob)
+    const sink = Verify.makeVerifiedBuffer(blob)
     const readable = nodeReadable(response)
     if (readable === undefined) {
       return Effect.zipRight(

@@ -16,10 +16,9 @@
  * @internal
  */
 import * as HttpBody from "@effect/platform/HttpBody"
-import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -37,7 +36,7 @@ import {
 } from "../../Errors.js"
 import type * as RateLimiter from "../../RateLimiter.js"
 import { parseRetryAfter } from "../../Retry.js"
-import { httpClientSpan, withSafeTracing } from "../telemetry.js"
+import { httpClientSpan, propagationHeaders, withSafeTracing } from "../telemetry.js"
 import type { AuthScope, Authenticator } from "./auth.js"
 import { type BodyFailure, bodyFailure, type Exchange, type NativeResponse } from "./nativeExchange.js"
 import { errorFromStatus, parseOciErrorBody } from "./ociError.js"
@@ -150,17 +149,6 @@ export const makeTransport = (options: TransportOptions) => {
       ? new RegistryError({ operation, reason: `request could not be sent (${error.reason})` })
       : exchangeFailed(operation, method, url, error.cause, error._tag === "RequestError")
 
-  // The W3C / B3 headers of the current span, unless `HttpClient.withTracerPropagation(false)`.
-  const traceHeaders = (headers: Record<string, string>) =>
-    Effect.withFiberRuntime<Record<string, string>>((fiber) => {
-      const span = fiber.currentSpan
-      return Effect.succeed(
-        span !== undefined && span._tag === "Span" && fiber.getFiberRef(HttpClient.currentTracerPropagation)
-          ? { ...headers, ...HttpTraceContext.toHeaders(span) }
-          : headers
-      )
-    })
-
   // One HTTP exchange: no auth negotiation, no redirects. `authorization` is attached only when
   // `url` is on `credentialOrigin`.
   const once = (
@@ -183,8 +171,8 @@ export const makeTransport = (options: TransportOptions) => {
     }
     const native = options.native
     const exchange: Effect.Effect<RegistryResponse, TransientRegistry | RegistryError> = native !== undefined
-      ? Effect.flatMap(traceHeaders(headers), (sent) =>
-        native({ method: spec.method, url, headers: sent, body: spec.body?.bytes }).pipe(
+      ? Effect.flatMap(propagationHeaders, (trace) =>
+        native({ method: spec.method, url, headers: { ...headers, ...trace }, body: spec.body?.bytes }).pipe(
           Effect.mapBoth({
             onFailure: (failure) => exchangeFailed(operation, spec.method, url, failure.cause, true),
             onSuccess: remember

@@ -53,7 +53,10 @@ export const withLazyMd5 = <A extends { readonly data: Uint8Array }>(fields: A):
 /** Encode state bytes as the layer blob and its descriptor. @internal */
 export const encodeState = (data: Uint8Array, compression: Compression): Effect.Effect<EncodedState> =>
   compression === "none"
-    ? Effect.sync(() => encodeRaw(data))
+    ? Effect.sync(() => ({
+      body: data,
+      descriptor: { mediaType: LayerMediaType.state, digest: Digest.sha256(data), size: data.byteLength }
+    }))
     : Effect.map(gzip(data), (compressed) => ({
       body: compressed,
       descriptor: {
@@ -63,12 +66,6 @@ export const encodeState = (data: Uint8Array, compression: Compression): Effect.
         annotations: { [Annotation.uncompressedSize]: String(data.byteLength) }
       }
     }))
-
-/** A raw layer: the state itself, hashed (synchronously: a raw state is hashed at memory speed). @internal */
-export const encodeRaw = (data: Uint8Array): EncodedState => ({
-  body: data,
-  descriptor: { mediaType: LayerMediaType.state, digest: Digest.sha256(data), size: data.byteLength }
-})
 
 // Level 1 (as ghoten): state JSON compresses well even at the fastest level, and this runs on every put.
 // The output stays in zlib's chunks (`Zlib.gzip` would join them: a second copy of the compressed
