@@ -80,3 +80,8 @@ export const setSerial = (state: Buffer, serial: number): void => {
 }
 
 export const MiB = 1024 * 1024
+
+/** Where the get-loop section stores its states (ours: a workspace; the others: tags). */
+export const gcLoopWorkspace = "gcloop"
+export const gcLoopRawTag = "raw-gcloop"
+export const gcLoopPlatformTag = "platform-gcloop"

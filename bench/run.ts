@@ -13,7 +13,7 @@
  * Prints a markdown report and writes it to `bench/results.md`.
  *
  * Environment: BENCH_QUICK=1 for a short smoke run (fewer iterations, 64 MiB only);
- * BENCH_ONLY=counts,latency,throughput,locks to run some sections (results.md is then not written).
+ * BENCH_ONLY=counts,latency,gc,throughput,locks to run some sections (results.md is then not written).
  */
 import { execFile } from "node:child_process"
 import * as Crypto from "node:crypto"
@@ -24,7 +24,7 @@ import * as Effect from "effect/Effect"
 import * as LockInfo from "../src/LockInfo.js"
 import { startRegistry } from "../test/support/registryProcess.js"
 import { type Client, makeClient } from "./client.js"
-import { makeState, MiB, setSerial } from "./data.js"
+import { gcLoopPlatformTag, gcLoopRawTag, gcLoopWorkspace, makeState, MiB, setSerial } from "./data.js"
 import { type Counts, startCountingProxy } from "./proxy.js"
 import { makePlatformClient } from "./platform.js"
 import { makeRawClient, type RawClient } from "./raw.js"
@@ -295,6 +295,57 @@ const latency = async (direct: string) => {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 2b. What each client costs V8's collector: back-to-back gets, one client per process
+// ---------------------------------------------------------------------------------------------
+
+interface GetLoopResult {
+  readonly times: ReadonlyArray<number>
+  readonly majors: number
+  readonly pauseMs: number
+}
+
+const getLoops = async (direct: string) => {
+  const repository = `${run}/getloop`
+  const iterations = quick ? 100 : 500
+  const client = await makeClient(direct, { repository })
+  const raw = makeRawClient(direct)
+  const platform = await makePlatformClient(direct)
+  const state = makeState(MiB, 9)
+  await client.run(Effect.flatMap(client.backend.stateManager(gcLoopWorkspace), (sm) => sm.put(state)))
+  await raw.put(repository, gcLoopRawTag, state, false)
+  await platform.put(repository, gcLoopPlatformTag, state)
+  await client.dispose()
+  await raw.close()
+  await platform.close()
+  const clients = [
+    ["raw", "raw client"],
+    ["rawv", "raw + sha256"],
+    ["raw-in-effect", "raw + sha256, run as one Effect (`Effect.runPromise`)"],
+    ["platform", "platform client"],
+    ["ours", "oras-state"]
+  ] as const
+  const rows: Array<Array<string>> = []
+  for (const [who, label] of clients) {
+    const result = await child<GetLoopResult>(["getloop", direct, repository, who, String(iterations)])
+    const mean = result.times.reduce((a, b) => a + b, 0) / result.times.length
+    rows.push([
+      label,
+      fixed(median(result.times), 2),
+      fixed(mean, 2),
+      fixed(p95(result.times), 2),
+      fixed((100 * result.majors) / iterations, 1),
+      fixed(result.pauseMs / iterations, 2)
+    ])
+  }
+  return table(
+    ["client (alone in its process)", "median ms", "mean ms", "p95 ms", "mark-compacts per 100 gets", "main-thread GC pause ms per get"],
+    rows
+  ) + `\n\n${iterations} back-to-back gets of one 1 MiB state after 50 warm-up gets, each client in a fresh process ` +
+    "(the same `--expose-gc` worker as the memory runs), V8's collections counted by a `PerformanceObserver`. " +
+    "Pauses are the main thread's; concurrent marking also runs on a helper thread, on the 2 cores the registry uses."
+}
+
+// ---------------------------------------------------------------------------------------------
 // 3. Throughput and peak RSS, in child processes
 // ---------------------------------------------------------------------------------------------
 
@@ -502,6 +553,8 @@ const main = async () => {
     const counts = section("counts") ? await requestCounts(proxy.host, registry.host, proxy) : skipped
     log("2/4 latency of 1 MiB get/put…")
     const lat = section("latency") ? (await latency(registry.host)).text : skipped
+    log("2b/4 get loops, one client per process…")
+    const loops = section("gc") ? await getLoops(registry.host) : skipped
     log("3/4 throughput and peak RSS (child processes)…")
     const tp = section("throughput") ? await throughput(registry.host) : skipped
     log("4/4 locks…")
@@ -520,6 +573,10 @@ const main = async () => {
       "## Latency, 1 MiB state (same registry, minimal raw client as the practical limit)",
       "",
       lat,
+      "",
+      "### Back-to-back gets, one client per process: the garbage collector's share",
+      "",
+      loops,
       "",
       "## Throughput and peak memory (large states)",
       "",

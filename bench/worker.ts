@@ -4,9 +4,11 @@
  *
  *   worker.js transfer <host> <repository> <ours|raw> <put|get> <bytes> <none|gzip> <name>
  *   worker.js contend  <host> <repository> <id> <milliseconds>
+ *   worker.js getloop  <host> <repository> <ours|raw|rawv|raw-in-effect|platform> <iterations>
  */
 import * as Fs from "node:fs"
-import { makeState } from "./data.js"
+import { constants, PerformanceObserver } from "node:perf_hooks"
+import { gcLoopPlatformTag, gcLoopRawTag, gcLoopWorkspace, makeState } from "./data.js"
 import { makeRawClient } from "./raw.js"
 
 // The library (and Effect) is loaded only by the tasks that use it: the raw client's process is
@@ -110,8 +112,70 @@ const contend = async (args: ReadonlyArray<string>) => {
   return stats
 }
 
+/**
+ * Back-to-back gets of one 1 MiB state by one client, alone in its process, with V8's collections
+ * counted: what each client costs the garbage collector, and what that does to its latency.
+ * `raw-in-effect` is the verifying raw client run as one Effect (`Effect.runPromise` of an
+ * `Effect.promise` around it): the Effect runtime and nothing else of ours.
+ */
+const getLoop = async (args: ReadonlyArray<string>) => {
+  const [host, repository, who, iterationsText] = args as [string, string, string, string]
+  const iterations = Number(iterationsText)
+  let get: () => Promise<unknown>
+  let close: () => Promise<void>
+  if (who === "ours") {
+    const lib = await library()
+    const client = await lib.makeClient(host, { repository })
+    const sm = await client.manager(gcLoopWorkspace)
+    get = () => client.run(sm.get)
+    close = client.dispose
+  } else if (who === "platform") {
+    const { makePlatformClient } = await import("./platform.js")
+    const platform = await makePlatformClient(host)
+    get = () => platform.get(repository, gcLoopPlatformTag)
+    close = platform.close
+  } else {
+    const raw = makeRawClient(host)
+    const verify = who !== "raw"
+    if (who === "raw-in-effect") {
+      const Effect = await import("effect/Effect")
+      get = () => Effect.runPromise(Effect.promise(() => raw.get(repository, gcLoopRawTag, verify)))
+    } else {
+      get = () => raw.get(repository, gcLoopRawTag, verify)
+    }
+    close = raw.close
+  }
+  for (let i = 0; i < 50; i++) await get()
+  let majors = 0
+  let pauseMs = 0
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      pauseMs += entry.duration
+      if ((entry.detail as { kind?: number } | undefined)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majors++
+    }
+  })
+  observer.observe({ entryTypes: ["gc"] })
+  const times: Array<number> = []
+  for (let i = 0; i < iterations; i++) {
+    const started = performance.now()
+    await get()
+    times.push(performance.now() - started)
+  }
+  // GC entries are delivered asynchronously.
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  observer.disconnect()
+  await close()
+  return { times, majors, pauseMs }
+}
+
 const [task, ...rest] = process.argv.slice(2)
-const main = task === "transfer" ? transfer(rest) : task === "contend" ? contend(rest) : Promise.reject(new Error(`unknown task ${task}`))
+const main = task === "transfer"
+  ? transfer(rest)
+  : task === "contend"
+  ? contend(rest)
+  : task === "getloop"
+  ? getLoop(rest)
+  : Promise.reject(new Error(`unknown task ${task}`))
 main.then(
   (result) => {
     process.stdout.write(`${JSON.stringify(result)}\n`)

@@ -112,7 +112,13 @@ const parseRegistryName = (location: string): string => {
 }
 
 /** Set `bytes` on the current span. @internal */
-export const annotateBytes = (bytes: number): Effect.Effect<void> => Effect.annotateCurrentSpan(A.bytes, bytes)
+export const annotateBytes = (bytes: number): Effect.Effect<void> => annotateWhenTraced(A.bytes, bytes)
+
+// Under Effect's built-in tracer the library makes no span (see `whenTraced`), so there is none of
+// ours to annotate; and looking for a current span where there is none fails with an exception
+// whose stack trace is captured — on every get, for nothing.
+const annotateWhenTraced = (key: string, value: unknown): Effect.Effect<void> =>
+  Effect.tracerWith((tracer) => tracer === builtInTracer ? Effect.void : Effect.annotateCurrentSpan(key, value))
 
 // -- locks -----------------------------------------------------------------------------------------
 
@@ -144,7 +150,7 @@ export const recordLockHold = (acquiredAt: number): Effect.Effect<void> =>
  */
 export const recordRetry = (operation: string, count: number): Effect.Effect<void> =>
   Effect.zipRight(
-    Effect.annotateCurrentSpan(A.retryCount, count),
+    annotateWhenTraced(A.retryCount, count),
     Metric.increment(retryCounter([["operation", operation]]))
   )
 
