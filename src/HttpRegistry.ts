@@ -42,7 +42,6 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Undici from "@effect/platform-node/Undici"
-import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
@@ -54,17 +53,35 @@ import * as Fs from "node:fs/promises"
 import * as Tls from "node:tls"
 import { Credentials } from "./Credentials.js"
 import * as Digest from "./Digest.js"
-import { CorruptState, InvalidConfig, isTransientRegistry, RegistryError, TransientRegistry, Unsupported } from "./Errors.js"
+import {
+  CorruptState,
+  InvalidConfig,
+  isTransientRegistry,
+  RegistryError,
+  type RegistryFailure,
+  TransientRegistry,
+  Unsupported
+} from "./Errors.js"
 import { type AuthScope, makeAuthenticator, parseTokenResponse, unauthorizedTokenEndpoint } from "./internal/http/auth.js"
 import { readVerifiedBlob } from "./internal/http/body.js"
 import { makeExchange } from "./internal/http/nativeExchange.js"
 import { nextLink } from "./internal/http/link.js"
 import { discard, makeTransport, readBytes, readText, type RegistryResponse } from "./internal/http/transport.js"
+import * as Pages from "./internal/pages.js"
 import * as Reference from "./internal/reference.js"
 import { instrumentRegistry, registrySpan } from "./internal/telemetry.js"
 import * as Verify from "./internal/verify.js"
 import { RegistryRateLimiter } from "./RateLimiter.js"
-import { type BlobBody, type BlobRef, type BlobUpload, manifestAccept, maxManifestBytes, Registry, type Service } from "./Registry.js"
+import {
+  type BlobBody,
+  type BlobRef,
+  type BlobUpload,
+  type ListTagsOptions,
+  manifestAccept,
+  maxManifestBytes,
+  Registry,
+  type Service
+} from "./Registry.js"
 import * as Retry from "./Retry.js"
 
 /**
@@ -566,7 +583,8 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
         }))
       )
 
-    const listTags: Service["listTags"] = (repository, listOptions) => {
+    // The pages of a tag listing: the first page's URL, and a walker (fresh state per run).
+    const tagPages = (repository: string, listOptions: ListTagsOptions | undefined) => {
       const operation = "listTags"
       const n = Math.max(1, Math.floor(listOptions?.pageSize ?? pageSize))
       const first = apiUrl(`${repository}/tags/list?n=${n}`)
@@ -593,12 +611,12 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
           }
           return { tags, next }
         }).pipe(Effect.catchTag("Unsupported", toRegistryError), retrying, span("listTags", repository))
-      // Loop-protection state belongs to one run of the stream, so the same Stream value can be
-      // run again (or retried by the caller) from scratch.
-      const stream = Stream.suspend(() => {
+      // Loop-protection state belongs to one run of the listing, so the same Stream (or Effect)
+      // value can be run again (or retried by the caller) from scratch.
+      const walk = () => {
         const visited = new Set<string>()
         const seen = new Set<string>()
-        return Stream.paginateChunkEffect(first, (url: URL) =>
+        return (url: URL): Effect.Effect<Pages.Page<string, URL>, RegistryFailure> =>
           Effect.gen(function*() {
             visited.add(url.href)
             if (visited.size > maxPages) {
@@ -613,11 +631,29 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
               return yield* new RegistryError({ operation, reason: "tag pagination loops (Link repeats a page)" })
             }
             const more = next !== undefined && tags.length > 0
-            return [toChunk(fresh), more ? Option.some(next) : Option.none<URL>()] as [Chunk.Chunk<string>, Option.Option<URL>]
-          }))
-      })
-      return Stream.unwrap(Effect.as(Reference.validateRepository(repository), stream))
+            return [fresh, more ? Option.some(next) : Option.none<URL>()] as const
+          })
+      }
+      return { first, walk }
     }
+
+    const listTags: Service["listTags"] = (repository, listOptions) =>
+      Stream.unwrap(Effect.as(
+        Reference.validateRepository(repository),
+        Stream.suspend(() => {
+          const { first, walk } = tagPages(repository, listOptions)
+          return Pages.stream(first, walk())
+        })
+      ))
+
+    const listAllTags: Service["listAllTags"] = (repository, listOptions) =>
+      Effect.zipRight(
+        Reference.validateRepository(repository),
+        Effect.suspend(() => {
+          const { first, walk } = tagPages(repository, listOptions)
+          return Pages.collect(first, walk())
+        })
+      )
 
     // Spans are emitted above; the wrapper counts bytes moved.
     return Registry.of(instrumentRegistry({
@@ -631,7 +667,8 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
       getBlobBytes,
       putBlob,
       startBlobUpload,
-      listTags
+      listTags,
+      listAllTags
     }, { spans: false }))
   })
 
@@ -787,7 +824,6 @@ const parseTagList = (bytes: Uint8Array, operation: string): Effect.Effect<Array
     return Effect.fail(new RegistryError({ operation, reason: "tag list is not {\"tags\": [string…]}" }))
   })
 
-const toChunk = <A>(items: Array<A>) => Chunk.unsafeFromArray(items)
 
 const toRegistryError = (e: Unsupported) =>
   Effect.fail(

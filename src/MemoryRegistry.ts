@@ -18,7 +18,6 @@
  *
  * @since 0.1.0
  */
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -28,10 +27,11 @@ import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as Digest from "./Digest.js"
 import { RegistryError, TransientRegistry, Unsupported } from "./Errors.js"
+import * as Pages from "./internal/pages.js"
 import * as Reference from "./internal/reference.js"
 import { instrumentRegistry } from "./internal/telemetry.js"
 import * as Verify from "./internal/verify.js"
-import { type BlobBody, type BlobRef, maxManifestBytes, Registry, type Service } from "./Registry.js"
+import { type BlobBody, type BlobRef, type ListTagsOptions, maxManifestBytes, Registry, type Service } from "./Registry.js"
 import * as Retry from "./Retry.js"
 
 /**
@@ -423,32 +423,36 @@ export const make = (options: Options = {}) =>
     const startBlobUpload: Service["startBlobUpload"] = (repository) =>
       Effect.as(Reference.validateRepository(repository), { finish: (blob, body) => putBlob(repository, blob, body) })
 
-    const listTags: Service["listTags"] = (repository, listOptions) => {
+    // The pages of a tag listing, each one request; the cursor is the last tag of the page before.
+    const tagPages = (repository: string, listOptions: ListTagsOptions | undefined) => {
       const pageSize = Math.max(1, Math.floor(listOptions?.pageSize ?? defaultPageSize))
-      const page = (last: string | undefined) =>
+      const page = (last: string | undefined): Effect.Effect<Pages.Page<string, string | undefined>, TransientRegistry | RegistryError> =>
         request("listTags", repository, last, () =>
           Effect.map(Clock.currentTimeMillis, (now) => {
             const repo = repos.get(repository)
-            if (repo === undefined) return { tags: [] as Array<string>, next: Option.none<string>() }
+            const empty: Pages.Page<string, string | undefined> = [[], Option.none()]
+            if (repo === undefined) return empty
             const all = listedTags(repo, now)
-            if (quirks.ignoresTagPageSize === true) return { tags: all, next: Option.none<string>() }
+            if (quirks.ignoresTagPageSize === true) return [all, Option.none()] as const
             const sorted = all.sort()
             const start = last === undefined ? 0 : sorted.findIndex((t) => t > last)
             const tags = start < 0 ? [] : sorted.slice(start, start + pageSize)
             const next = start >= 0 && start + pageSize < sorted.length
               ? Option.some(tags[tags.length - 1]!)
               : Option.none<string>()
-            return { tags, next }
+            return [tags, Option.map(next, (n): string | undefined => n)] as const
           })).pipe(retrying)
-      return Stream.unwrap(
-        Effect.as(
-          Reference.validateRepository(repository),
-          Stream.paginateChunkEffect(undefined as string | undefined, (last) =>
-            Effect.map(page(last), ({ next, tags }) =>
-              [Chunk.unsafeFromArray(tags), Option.map(next, (n): string | undefined => n)] as const
-            ))
-        )
-      )
+      return { first: undefined as string | undefined, page }
+    }
+
+    const listTags: Service["listTags"] = (repository, listOptions) => {
+      const { first, page } = tagPages(repository, listOptions)
+      return Stream.unwrap(Effect.as(Reference.validateRepository(repository), Pages.stream(first, page)))
+    }
+
+    const listAllTags: Service["listAllTags"] = (repository, listOptions) => {
+      const { first, page } = tagPages(repository, listOptions)
+      return Effect.zipRight(Reference.validateRepository(repository), Pages.collect(first, page))
     }
 
     // `Registry.<operation>` spans and byte counts, as the other layers emit them.
@@ -463,7 +467,8 @@ export const make = (options: Options = {}) =>
       getBlobBytes,
       putBlob,
       startBlobUpload,
-      listTags
+      listTags,
+      listAllTags
     }, { spans: true })
 
     const control: Control = {

@@ -618,20 +618,22 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
         finish: (blob: BlobRef, body: BlobBody) => putBlob(repository, blob, body)
       } satisfies BlobUpload).pipe(span("startBlobUpload", repository))
 
-    const listTags: Service["listTags"] = (repository) =>
-      Stream.unwrap(
-        Effect.gen(function*() {
-          const repoDir = yield* validateRepository(repository)
-          const index = yield* readIndexOrEmpty(repoDir)
-          return Stream.fromIterable(ImageIndex.tags(index, Reference.isValidTag))
-        }).pipe(
-          Effect.catchTags({
-            FsError: (e) => Effect.fail(fsFailure("listTags")(e)),
-            CorruptState: (e) => Effect.fail(corruptAsRegistryError("listTags")(e))
-          }),
-          span("listTags", repository)
-        )
+    // The index is one file: every tag at once.
+    const listAllTags: Service["listAllTags"] = (repository) =>
+      Effect.gen(function*() {
+        const repoDir = yield* validateRepository(repository)
+        const index = yield* readIndexOrEmpty(repoDir)
+        return ImageIndex.tags(index, Reference.isValidTag)
+      }).pipe(
+        Effect.catchTags({
+          FsError: (e) => Effect.fail(fsFailure("listTags")(e)),
+          CorruptState: (e) => Effect.fail(corruptAsRegistryError("listTags")(e))
+        }),
+        span("listTags", repository)
       )
+
+    const listTags: Service["listTags"] = (repository) =>
+      Stream.unwrap(Effect.map(listAllTags(repository), Stream.fromIterable))
 
     // Spans are emitted above; the wrapper counts bytes moved.
     return Registry.of(instrumentRegistry({
@@ -645,7 +647,8 @@ export const make = (dir: string, options: Options = {}): Effect.Effect<Service,
       getBlobBytes,
       putBlob,
       startBlobUpload,
-      listTags
+      listTags,
+      listAllTags
     }, { spans: false }))
   })
 

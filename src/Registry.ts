@@ -186,6 +186,11 @@ export interface Service {
   readonly startBlobUpload: (repository: string) => Effect.Effect<BlobUpload, RegistryFailure>
   /** Every tag of the repository (empty when the repository does not exist), pages followed lazily. */
   readonly listTags: (repository: string, options?: ListTagsOptions) => Stream.Stream<string, RegistryFailure>
+  /**
+   * The tags `listTags` yields, all pages read, at once: for callers that need the whole list (lock
+   * candidates, version scans), without the cost of running a stream.
+   */
+  readonly listAllTags: (repository: string, options?: ListTagsOptions) => Effect.Effect<ReadonlyArray<string>, RegistryFailure>
 }
 
 /**

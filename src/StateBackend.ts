@@ -27,7 +27,6 @@
  *
  * @since 0.1.0
  */
-import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -39,7 +38,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import * as Digest from "./Digest.js"
 import {
   CorruptState,
@@ -344,7 +342,7 @@ export const make = (options: Options): Effect.Effect<Service, InvalidReference,
     const highestVersionTag = (ws: WorkspaceTags) =>
       Effect.map(versionTags(ws), (tags) => tags.reduce((max, t) => Math.max(max, t.version), 0))
 
-    const allTags = Effect.map(Stream.runCollect(registry.listTags(repository)), Chunk.toArray)
+    const allTags = registry.listAllTags(repository)
 
     const versionTags = (ws: WorkspaceTags) => Effect.flatMap(allTags, (tags) => versionTagsIn(ws, tags))
 

@@ -282,7 +282,8 @@ export const instrumentRegistry = (service: Service, options: { readonly spans: 
         }))
       ),
     listTags: (repository, listOptions) =>
-      service.listTags(repository, listOptions).pipe(streamSpan("listTags", repository))
+      service.listTags(repository, listOptions).pipe(streamSpan("listTags", repository)),
+    listAllTags: (repository, listOptions) => service.listAllTags(repository, listOptions).pipe(span("listTags", repository))
   }
 }
 

@@ -902,6 +902,33 @@ describe("tag listing", () => {
       expect(Date.now() - start).toBeLessThan(2000)
     }))
 
+  it.scopedLive("listAllTags walks the same pages (relative and absolute Links) and refuses the same loops", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeServer((req, res, self) => {
+        const n = Number(req.query.get("n") ?? 3)
+        const tags = page(req.query.get("last"), n)
+        const last = tags[tags.length - 1]
+        const more = last !== undefined && last !== all[all.length - 1]
+        const target = `/v2/repo/tags/list?n=${n}&last=${last}`
+        const link = all.indexOf(last ?? "") % 2 === 0 ? target : `${self.url}${target}`
+        json(res, 200, { name: "repo", tags }, more ? { link: `<${link}>; rel="next"` } : {})
+      })
+      const layer = registryLayer({ registry: fake.host })
+      // One Effect value, run twice: pagination state is per run.
+      const twice = yield* withRegistry(layer, (r) => {
+        const listing = r.listAllTags("repo", { pageSize: 3 })
+        return Effect.zip(listing, listing)
+      })
+      expect(twice).toEqual([all, all])
+      expect(fake.requests).toHaveLength(6)
+      const samePage = yield* fakeServer((req, res) =>
+        json(res, 200, { tags: ["a", "b"] }, { link: `<${req.url}>; rel="next"` }))
+      const loop = yield* Effect.flip(withRegistry(registryLayer({ registry: samePage.host }), (r) => r.listAllTags("repo")))
+      expect(loop._tag).toBe("RegistryError")
+      expect(loop.message).toMatch(/loop/)
+      expect(samePage.requests).toHaveLength(1)
+    }))
+
   it.scopedLive("a Link to another origin is refused, and nothing (certainly no Authorization) is sent there", () =>
     Effect.gen(function*() {
       const auth = basicOf("alice", "l1nk-Passw0rd")

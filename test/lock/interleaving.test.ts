@@ -131,7 +131,12 @@ const runSchedule = (seed: number, stats: Stats) =>
           Effect.map(Effect.zipRight(gate, shared.startBlobUpload(r)), (upload) => ({
             finish: (b, body) => Effect.zipRight(gate, upload.finish(b, body))
           })),
-        listTags: (r, o) => Stream.unwrap(Effect.as(Effect.zipRight(gate, trace("LIST")), shared.listTags(r, o).pipe(Stream.tap((t) => trace(`  tag ${t}`)))))
+        listTags: (r, o) => Stream.unwrap(Effect.as(Effect.zipRight(gate, trace("LIST")), shared.listTags(r, o).pipe(Stream.tap((t) => trace(`  tag ${t}`))))),
+        listAllTags: (r, o) =>
+          Effect.zipRight(
+            Effect.zipRight(gate, trace("LIST")),
+            Effect.tap(shared.listAllTags(r, o), (tags) => Effect.forEach(tags, (t) => trace(`  tag ${t}`), { discard: true }))
+          )
       }
     }
 

@@ -258,6 +258,11 @@ export const registryBehaviour = (options: SuiteOptions) => {
         expect(new Set(listed).size).toBe(listed.length)
         const none = yield* Stream.runCollect(registry.listTags(options.repository("tags-nothing-here")))
         expect(Chunk.size(none)).toBe(0)
+        // All at once: the same tags, pages followed the same way.
+        expect([...(yield* registry.listAllTags(repo, { pageSize: 7 }))].sort()).toEqual(names)
+        expect([...(yield* registry.listAllTags(repo))].sort()).toEqual(names)
+        expect(yield* registry.listAllTags(options.repository("tags-nothing-here"))).toEqual([])
+        expect((yield* Effect.flip(registry.listAllTags("Not/A/Valid/Name")))._tag).toBe("InvalidReference")
       })))
   })
 

@@ -373,7 +373,17 @@ export const discard = (response: RegistryResponse): Effect.Effect<void> =>
   // No body at all (HEAD, `Content-Length: 0`: most write answers): nothing to drain.
   response.request.method === "HEAD" || declaredLength(response) === 0
     ? Effect.void
+    : isNative(response)
+    ? dumpNative(response)
     : Effect.ignore(Effect.timeout(Stream.runDrain(Stream.take(response.stream, 1 << 20)), skimTimeout(response)))
+
+// A native body is drained by undici itself (`dump`: read and dropped, the connection destroyed
+// past the limit; a stall ends at the dispatcher's body timeout). Through a stream and a timeout
+// it cost ~800 Effect operations — on the happy path of every lock, whose `locked-` read is a 404.
+const dumpNative = (response: NativeResponse): Effect.Effect<void> =>
+  Effect.promise(() => response.readable.dump({ limit: 1 << 20 }).then(ignoreResult, ignoreResult))
+
+const ignoreResult = (): void => undefined
 
 /** Whether `response` came from a native exchange (see `nativeExchange.ts`). @internal */
 export const isNative = (response: RegistryResponse): response is NativeResponse & RegistryResponse =>

@@ -52,7 +52,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
-import * as Stream from "effect/Stream"
 import * as Crypto from "node:crypto"
 import * as Digest from "../../Digest.js"
 type Digest = Digest.Digest
@@ -190,10 +189,9 @@ export const makeLock = (ctx: LockContext) => {
     })
 
   const listCandidates = (ws: WorkspaceTags) =>
-    registry.listTags(repository).pipe(
-      Stream.filter((tag) => tag.startsWith(candidatePrefix(ws)) && !ctx.deadCandidates.has(tag)),
-      Stream.runCollect,
-      Effect.map((chunk) => Array.from(chunk))
+    Effect.map(
+      registry.listAllTags(repository),
+      (tags) => tags.filter((tag) => tag.startsWith(candidatePrefix(ws)) && !ctx.deadCandidates.has(tag))
     )
 
   // Candidates of ours whose withdrawal failed (a transient error after the candidate landed). They
