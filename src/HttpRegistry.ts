@@ -583,7 +583,9 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
         }))
       )
 
-    // The pages of a tag listing: the first page's URL, and a walker (fresh state per run).
+    // The pages of one run of a tag listing: the first page's URL, and the page reader (with the
+    // run's loop-protection state: each run starts from scratch, so the same Stream or Effect
+    // value can be run again, or retried by the caller).
     const tagPages = (repository: string, listOptions: ListTagsOptions | undefined) => {
       const operation = "listTags"
       const n = Math.max(1, Math.floor(listOptions?.pageSize ?? pageSize))
@@ -611,29 +613,25 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
           }
           return { tags, next }
         }).pipe(Effect.catchTag("Unsupported", toRegistryError), retrying, span("listTags", repository))
-      // Loop-protection state belongs to one run of the listing, so the same Stream (or Effect)
-      // value can be run again (or retried by the caller) from scratch.
-      const walk = () => {
-        const visited = new Set<string>()
-        const seen = new Set<string>()
-        return (url: URL): Effect.Effect<Pages.Page<string, URL>, RegistryFailure> =>
-          Effect.gen(function*() {
-            visited.add(url.href)
-            if (visited.size > maxPages) {
-              return yield* new RegistryError({ operation, reason: `tag listing exceeded ${maxPages} pages` })
-            }
-            const { next, tags } = yield* page(url)
-            const fresh = tags.filter((t) => !seen.has(t))
-            for (const t of fresh) seen.add(t)
-            // Loop protection: a Link back to a page already read, or a page with nothing new, ends
-            // the listing with an error instead of cycling forever.
-            if (next !== undefined && (visited.has(next.href) || (tags.length > 0 && fresh.length === 0))) {
-              return yield* new RegistryError({ operation, reason: "tag pagination loops (Link repeats a page)" })
-            }
-            const more = next !== undefined && tags.length > 0
-            return [fresh, more ? Option.some(next) : Option.none<URL>()] as const
-          })
-      }
+      const visited = new Set<string>()
+      const seen = new Set<string>()
+      const walk = (url: URL): Effect.Effect<Pages.Page<string, URL>, RegistryFailure> =>
+        Effect.gen(function*() {
+          visited.add(url.href)
+          if (visited.size > maxPages) {
+            return yield* new RegistryError({ operation, reason: `tag listing exceeded ${maxPages} pages` })
+          }
+          const { next, tags } = yield* page(url)
+          const fresh = tags.filter((t) => !seen.has(t))
+          for (const t of fresh) seen.add(t)
+          // Loop protection: a Link back to a page already read, or a page with nothing new, ends
+          // the listing with an error instead of cycling forever.
+          if (next !== undefined && (visited.has(next.href) || (tags.length > 0 && fresh.length === 0))) {
+            return yield* new RegistryError({ operation, reason: "tag pagination loops (Link repeats a page)" })
+          }
+          const more = next !== undefined && tags.length > 0
+          return [fresh, more ? Option.some(next) : Option.none<URL>()] as const
+        })
       return { first, walk }
     }
 
@@ -642,7 +640,7 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
         Reference.validateRepository(repository),
         Stream.suspend(() => {
           const { first, walk } = tagPages(repository, listOptions)
-          return Pages.stream(first, walk())
+          return Pages.stream(first, walk)
         })
       ))
 
@@ -651,7 +649,7 @@ const makeWith = (options: Options, timeoutsInClient: boolean, dispatcher: Undic
         Reference.validateRepository(repository),
         Effect.suspend(() => {
           const { first, walk } = tagPages(repository, listOptions)
-          return Pages.collect(first, walk())
+          return Pages.collect(first, walk)
         })
       )
 
@@ -823,7 +821,6 @@ const parseTagList = (bytes: Uint8Array, operation: string): Effect.Effect<Array
     }
     return Effect.fail(new RegistryError({ operation, reason: "tag list is not {\"tags\": [string…]}" }))
   })
-
 
 const toRegistryError = (e: Unsupported) =>
   Effect.fail(
