@@ -38,7 +38,7 @@
  *   made again after a transient failure.
  * - `Registry.<op>` (`resolveManifest`, `getManifest`, `putManifest`, `deleteManifest`,
  *   `blobExists`, `getBlob` (also for `getBlobBytes`), `putBlob` (also for an upload session's
- *   `finish`), `startBlobUpload`, `listTags`) from every `Registry` layer (HTTP, memory, OCI
+ *   `finish`), `startBlobUpload`, `listTags` (also for `listAllTags`)) from every `Registry` layer (HTTP, memory, OCI
  *   layout), children of the state operation that issued them: `operation`, `oci.registry` (host,
  *   or `memory` / `oci-layout:<dir>`), `oci.repository`, `oci.reference` (tag or digest), `bytes`
  *   (blob or manifest size, where known up front), `retry.count` (retries this call needed, set
