@@ -38,11 +38,11 @@
  *   made again after a transient failure.
  * - `Registry.<op>` (`resolveManifest`, `getManifest`, `putManifest`, `deleteManifest`,
  *   `blobExists`, `getBlob` (also for `getBlobBytes`), `putBlob` (also for an upload session's
- *   `finish`), `startBlobUpload`, `listTags` (also for `listAllTags`)) from every `Registry` layer (HTTP, memory, OCI
- *   layout), children of the state operation that issued them: `operation`, `oci.registry` (host,
- *   or `memory` / `oci-layout:<dir>`), `oci.repository`, `oci.reference` (tag or digest), `bytes`
- *   (blob or manifest size, where known up front), `retry.count` (retries this call needed, set
- *   when there was at least one).
+ *   `finish`), `startBlobUpload`, `listTags` (also for `listAllTags`)) from every `Registry`
+ *   layer (HTTP, memory, OCI layout), children of the state operation that issued them:
+ *   `operation`, `oci.registry` (host, or `memory` / `oci-layout:<dir>`), `oci.repository`,
+ *   `oci.reference` (tag or digest), `bytes` (blob or manifest size, where known up front),
+ *   `retry.count` (retries this call needed, set when there was at least one).
  * - `Registry.fetchToken` (`HttpRegistry`, token auth): a bearer-token request. Tokens are cached
  *   and shared by concurrent requests, so a fetch is a trace of its own (not a child of the
  *   request that triggered it).
