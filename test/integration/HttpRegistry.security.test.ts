@@ -816,6 +816,39 @@ describe("error responses become tagged errors", () => {
       expect(tagsError._tag).toBe("TransientRegistry")
     }))
 
+  it.scopedLive("an answer we do not read is drained (its connection is kept); one over 1 MiB is given up, not read", () =>
+    Effect.gen(function*() {
+      const small = JSON.stringify({ errors: [{ code: "MANIFEST_UNKNOWN", message: "x".repeat(4000) }] })
+      const hugeSize = 64 * 1024 * 1024
+      let hugeWritten = 0
+      const fake = yield* fakeServer(async (req, res) => {
+        if (!req.path.endsWith("/huge")) return send(res, 404, small, { "content-type": "application/json" })
+        // Written as the client takes it, so that what was written shows what was read (plus
+        // what the loopback socket buffers hold).
+        res.writeHead(404, { "content-length": String(hugeSize), "content-type": "application/json" })
+        const chunk = Buffer.alloc(64 * 1024, 0x20)
+        let closed = false
+        res.on("close", () => {
+          closed = true
+        })
+        while (!closed && hugeWritten < hugeSize) {
+          hugeWritten += chunk.byteLength
+          if (!res.write(chunk)) await new Promise((resolve) => res.once("drain", resolve).once("close", resolve))
+        }
+        res.end()
+      })
+      const layer = registryLayer({ registry: fake.host })
+      const missing = yield* withRegistry(layer, (r) => Effect.forEach(Array.from({ length: 10 }), () => r.getManifest("repo", "missing")))
+      expect(missing.every(Option.isNone)).toBe(true)
+      // Drained bodies leave their connections reusable: ten requests, at most two connections
+      // (undici may hand the next request to a second one while the first settles).
+      expect(new Set(fake.requests.map((request) => request.clientPort)).size).toBeLessThanOrEqual(2)
+      expect(yield* withRegistry(layer, (r) => r.getManifest("repo", "huge"))).toEqual(Option.none())
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 200)))
+      // Given up after the first MiB: the server could only write what the socket buffers hold.
+      expect(hugeWritten).toBeLessThan(hugeSize / 2)
+    }))
+
   it.scopedLive("a refused connection is TransientRegistry and is retried", () =>
     Effect.gen(function*() {
       const fake = yield* fakeServer((_, res) => send(res, 200, ""))

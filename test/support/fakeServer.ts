@@ -21,6 +21,8 @@ export interface RecordedRequest {
   readonly query: URLSearchParams
   readonly headers: IncomingHttpHeaders
   readonly body: Buffer
+  /** The client's port: the same one for requests on one kept-alive connection. */
+  readonly clientPort: number
 }
 
 export interface FakeServer {
@@ -53,7 +55,8 @@ export async function startFakeServer(handler: Handler, options: FakeServerOptio
         path: url.pathname,
         query: url.searchParams,
         headers: req.headers,
-        body: Buffer.concat(chunks)
+        body: Buffer.concat(chunks),
+        clientPort: req.socket.remotePort ?? -1
       }
       requests.push(recorded)
       Promise.resolve(handler(recorded, res, self!)).catch((error: unknown) => {
