@@ -18,7 +18,7 @@ import * as RateLimiter from "../../src/RateLimiter.js"
 import { MediaType, Registry } from "../../src/Registry.js"
 import type { Service } from "../../src/Registry.js"
 import type * as Retry from "../../src/Retry.js"
-import { basicOf, fakeServer, json, ociError } from "../support/fakeServer.js"
+import { basicOf, fakeServer, type Handler, json, ociError } from "../support/fakeServer.js"
 import { fixturePath } from "../support/fixtures.js"
 import { startRegistry } from "../support/registryProcess.js"
 import type { RunningRegistry } from "../support/registryProcess.js"
@@ -871,6 +871,16 @@ describe("tag listing", () => {
     const start = last === null ? 0 : all.indexOf(last) + 1
     return all.slice(start, start + n)
   }
+  // Pages of `n` tags, each linking to the next: relative Links on odd pages, absolute on even ones.
+  const linkedPages: Handler = (req, res, self) => {
+    const n = Number(req.query.get("n") ?? 3)
+    const tags = page(req.query.get("last"), n)
+    const last = tags[tags.length - 1]
+    const more = last !== undefined && last !== all[all.length - 1]
+    const target = `/v2/repo/tags/list?n=${n}&last=${last}`
+    const link = all.indexOf(last ?? "") % 2 === 0 ? target : `${self.url}${target}`
+    json(res, 200, { name: "repo", tags }, more ? { link: `<${link}>; rel="next"` } : {})
+  }
   const listAll = (layer: Layer.Layer<Registry, InvalidConfig>, repository = "repo", pageSize = 3) =>
     withRegistry(layer, (r) => Stream.runCollect(r.listTags(repository, { pageSize }))).pipe(Effect.map(Chunk.toArray))
 
@@ -884,16 +894,7 @@ describe("tag listing", () => {
 
   it.scopedLive("relative and absolute Link URLs are followed; the same stream can be run twice", () =>
     Effect.gen(function*() {
-      const fake = yield* fakeServer((req, res, self) => {
-        const n = Number(req.query.get("n") ?? 3)
-        const tags = page(req.query.get("last"), n)
-        const last = tags[tags.length - 1]
-        const more = last !== undefined && last !== all[all.length - 1]
-        // Alternate: relative on odd pages, absolute on even ones.
-        const target = `/v2/repo/tags/list?n=${n}&last=${last}`
-        const link = all.indexOf(last ?? "") % 2 === 0 ? target : `${self.url}${target}`
-        json(res, 200, { name: "repo", tags }, more ? { link: `<${link}>; rel="next"` } : {})
-      })
+      const fake = yield* fakeServer(linkedPages)
       const layer = registryLayer({ registry: fake.host })
       expect(yield* listAll(layer)).toEqual(all)
       expect(fake.requests).toHaveLength(3)
@@ -937,15 +938,7 @@ describe("tag listing", () => {
 
   it.scopedLive("listAllTags walks the same pages (relative and absolute Links) and refuses the same loops", () =>
     Effect.gen(function*() {
-      const fake = yield* fakeServer((req, res, self) => {
-        const n = Number(req.query.get("n") ?? 3)
-        const tags = page(req.query.get("last"), n)
-        const last = tags[tags.length - 1]
-        const more = last !== undefined && last !== all[all.length - 1]
-        const target = `/v2/repo/tags/list?n=${n}&last=${last}`
-        const link = all.indexOf(last ?? "") % 2 === 0 ? target : `${self.url}${target}`
-        json(res, 200, { name: "repo", tags }, more ? { link: `<${link}>; rel="next"` } : {})
-      })
+      const fake = yield* fakeServer(linkedPages)
       const layer = registryLayer({ registry: fake.host })
       // One Effect value, run twice: pagination state is per run.
       const twice = yield* withRegistry(layer, (r) => {
