@@ -426,21 +426,18 @@ export const make = (options: Options = {}) =>
     // The pages of a tag listing, each one request; the cursor is the last tag of the page before.
     const tagPages = (repository: string, listOptions: ListTagsOptions | undefined) => {
       const pageSize = Math.max(1, Math.floor(listOptions?.pageSize ?? defaultPageSize))
-      const page = (last: string | undefined): Effect.Effect<Pages.Page<string, string | undefined>, TransientRegistry | RegistryError> =>
+      const page = (last: string | undefined) =>
         request("listTags", repository, last, () =>
-          Effect.map(Clock.currentTimeMillis, (now) => {
+          Effect.map(Clock.currentTimeMillis, (now): Pages.Page<string, string | undefined> => {
             const repo = repos.get(repository)
-            const empty: Pages.Page<string, string | undefined> = [[], Option.none()]
-            if (repo === undefined) return empty
+            if (repo === undefined) return [[], Option.none()]
             const all = listedTags(repo, now)
-            if (quirks.ignoresTagPageSize === true) return [all, Option.none()] as const
+            if (quirks.ignoresTagPageSize === true) return [all, Option.none()]
             const sorted = all.sort()
             const start = last === undefined ? 0 : sorted.findIndex((t) => t > last)
             const tags = start < 0 ? [] : sorted.slice(start, start + pageSize)
-            const next = start >= 0 && start + pageSize < sorted.length
-              ? Option.some(tags[tags.length - 1]!)
-              : Option.none<string>()
-            return [tags, Option.map(next, (n): string | undefined => n)] as const
+            const more = start >= 0 && start + pageSize < sorted.length
+            return [tags, more ? Option.some(tags[tags.length - 1]) : Option.none()]
           })).pipe(retrying)
       return { first: undefined as string | undefined, page }
     }

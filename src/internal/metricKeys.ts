@@ -20,26 +20,28 @@ export const stateOperations = MetricKey.counter("oras_state.operations", {
   incremental: true
 })
 
+// A histogram of milliseconds, doubling buckets from `start`, labelled with its unit.
+const millisecondsHistogram = (name: string, start: number, count: number, description: string) =>
+  MetricKey.tagged(
+    MetricKey.histogram(name, MetricBoundaries.exponential({ start, factor: 2, count }), description),
+    "unit",
+    "ms"
+  )
+
 /** @internal */
-export const lockWaitTime = MetricKey.tagged(
-  MetricKey.histogram(
-    "oras_state.lock.wait.duration",
-    MetricBoundaries.exponential({ start: 1, factor: 2, count: 18 }),
-    "Time from a lock request to acquisition or conflict (ms)"
-  ),
-  "unit",
-  "ms"
+export const lockWaitTime = millisecondsHistogram(
+  "oras_state.lock.wait.duration",
+  1,
+  18,
+  "Time from a lock request to acquisition or conflict (ms)"
 )
 
 /** @internal */
-export const lockHoldTime = MetricKey.tagged(
-  MetricKey.histogram(
-    "oras_state.lock.hold.duration",
-    MetricBoundaries.exponential({ start: 10, factor: 2, count: 20 }),
-    "Time a lock was held, from acquisition to release (ms)"
-  ),
-  "unit",
-  "ms"
+export const lockHoldTime = millisecondsHistogram(
+  "oras_state.lock.hold.duration",
+  10,
+  20,
+  "Time a lock was held, from acquisition to release (ms)"
 )
 
 /** @internal */

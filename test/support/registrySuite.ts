@@ -50,6 +50,12 @@ export const pushArtifact = (repository: string, reference: string, content: str
     return { digest, manifest, layer, data }
   })
 
+// A blob of `size` bytes in a repeating pattern (`step` varies it), and its descriptor.
+const patternedBlob = (size: number, step: number) => {
+  const data = new Uint8Array(size).map((_, i) => (i * step) % 251)
+  return { data, blob: { digest: Digest.sha256(data), size } }
+}
+
 const collect = <E>(stream: Stream.Stream<Uint8Array, E>) =>
   Stream.runCollect(stream).pipe(Effect.map((chunks) => Buffer.concat(Chunk.toArray(chunks))))
 
@@ -142,8 +148,7 @@ export const registryBehaviour = (options: SuiteOptions) => {
       run(Effect.gen(function*() {
         const registry = yield* Registry
         const repo = options.repository("blob-roundtrip")
-        const data = new Uint8Array(300_000).map((_, i) => (i * 7) % 251)
-        const blob = { digest: Digest.sha256(data), size: data.byteLength }
+        const { blob, data } = patternedBlob(300_000, 7)
         expect(yield* registry.blobExists(repo, blob.digest)).toEqual(Option.none())
         yield* registry.putBlob(repo, blob, data)
         expect(yield* registry.blobExists(repo, blob.digest)).toEqual(Option.some(data.byteLength))
@@ -211,8 +216,7 @@ export const registryBehaviour = (options: SuiteOptions) => {
         const registry = yield* Registry
         const repo = options.repository("blob-bytes")
         // Larger than one network read, so that the body arrives in several chunks.
-        const data = new Uint8Array(700_000).map((_, i) => (i * 13) % 251)
-        const blob = { digest: Digest.sha256(data), size: data.byteLength }
+        const { blob, data } = patternedBlob(700_000, 13)
         yield* registry.putBlob(repo, blob, data)
         const got = yield* registry.getBlobBytes(repo, blob)
         expect(got.byteLength).toBe(data.byteLength)
